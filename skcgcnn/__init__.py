@@ -1,0 +1,19 @@
+"""skcgcnn: Crystal Graph Convolutional Neural Networks as scikit-learn estimators.
+
+>>> from skcgcnn import CrystalGraphFeaturizer, CGCNNRegressor, CGCNNClassifier
+"""
+
+from .estimators import CGCNNClassifier, CGCNNRegressor
+from .featurizer import CrystalGraphFeaturizer
+from .graph import CrystalGraph, build_graph
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CGCNNClassifier",
+    "CGCNNRegressor",
+    "CrystalGraph",
+    "CrystalGraphFeaturizer",
+    "__version__",
+    "build_graph",
+]

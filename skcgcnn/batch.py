@@ -1,0 +1,182 @@
+"""Batching crystal graphs: many :class:`~skcgcnn.graph.CrystalGraph` -> one :class:`GraphBatch`.
+
+A batch concatenates the atoms of all its crystals (``N`` rows in total), offsets each crystal's
+neighbour indices by the number of atoms before it, and records which crystal each atom belongs
+to, so pooling is one vectorised scatter. :func:`collate` is the ``collate_fn`` skorch's data
+loaders use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from .graph import CrystalGraph
+
+__all__ = ["GraphBatch", "collate", "collate_graphs"]
+
+
+@dataclass
+class GraphBatch:
+    """Tensors for a batch of crystals.
+
+    Attributes
+    ----------
+    atomic_numbers : LongTensor of shape (N,) or (N, K)
+        Species of every atom of the batch (2-D with ``occupancies`` when a crystal is disordered).
+    neighbor_indices : LongTensor of shape (N, M)
+        Neighbours of each atom as row indices into the batch.
+    distances : FloatTensor of shape (N, M)
+        Neighbour distances in Angstrom.
+    crystal_index : LongTensor of shape (N,)
+        Index of the crystal (0..n_crystals-1) each atom belongs to.
+    n_crystals : int
+        Number of crystals; ``len(batch)``.
+    occupancies : FloatTensor of shape (N, K) or None
+        Site occupancies when the batch holds disordered sites.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn.graph import build_graph
+    >>> cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> batch = collate_graphs([build_graph(cscl), build_graph(cscl)])
+    >>> len(batch), batch.distances.shape
+    (2, torch.Size([4, 12]))
+    >>> batch.crystal_index.tolist()
+    [0, 0, 1, 1]
+    """
+
+    atomic_numbers: torch.Tensor
+    neighbor_indices: torch.Tensor
+    distances: torch.Tensor
+    crystal_index: torch.Tensor
+    n_crystals: int
+    occupancies: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.n_crystals
+
+    @property
+    def n_atoms(self) -> int:
+        """Total number of atoms in the batch."""
+        return int(self.crystal_index.shape[0])
+
+    def to(self, device: str | torch.device, non_blocking: bool = True) -> GraphBatch:
+        """Return a copy of the batch on ``device`` (tensors copied asynchronously if possible)."""
+        moved = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, torch.Tensor):
+                value = value.to(device, non_blocking=non_blocking)
+            moved[field.name] = value
+        return GraphBatch(**moved)
+
+    def pin_memory(self) -> GraphBatch:
+        """Pin the tensors (used by ``DataLoader(pin_memory=True)`` for faster GPU copies)."""
+        pinned = {
+            field.name: getattr(self, field.name).pin_memory()
+            if isinstance(getattr(self, field.name), torch.Tensor)
+            else getattr(self, field.name)
+            for field in fields(self)
+        }
+        return GraphBatch(**pinned)
+
+
+def _species_block(graphs: Sequence[CrystalGraph]) -> tuple[np.ndarray, np.ndarray | None]:
+    if all(g.is_ordered for g in graphs):
+        return np.concatenate([g.atomic_numbers for g in graphs]), None
+    width = max(1 if g.is_ordered else g.atomic_numbers.shape[1] for g in graphs)
+    numbers, occupancies = [], []
+    for g in graphs:
+        z = np.zeros((g.n_atoms, width), dtype=np.int16)
+        w = np.zeros((g.n_atoms, width), dtype=np.float32)
+        if g.is_ordered:
+            z[:, 0], w[:, 0] = g.atomic_numbers, 1.0
+        else:
+            k = g.atomic_numbers.shape[1]
+            z[:, :k], w[:, :k] = g.atomic_numbers, g.occupancies
+        numbers.append(z)
+        occupancies.append(w)
+    return np.concatenate(numbers), np.concatenate(occupancies)
+
+
+def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
+    """Concatenate crystal graphs into one :class:`GraphBatch`.
+
+    Parameters
+    ----------
+    graphs : sequence of CrystalGraph
+        All built with the same ``max_num_nbr``.
+
+    Returns
+    -------
+    GraphBatch
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn.graph import build_graph
+    >>> fe = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> po = Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])
+    >>> batch = collate_graphs([build_graph(po), build_graph(fe)])
+    >>> batch.neighbor_indices[1:].unique().tolist()  # Fe indices shifted past the Po atom
+    [1, 2]
+    """
+    if len(graphs) == 0:
+        raise ValueError("cannot collate an empty list of crystal graphs")
+    widths = {g.max_num_nbr for g in graphs}
+    if len(widths) > 1:
+        raise ValueError(
+            f"crystal graphs in one batch must share max_num_nbr, found {sorted(widths)}"
+        )
+    sizes = np.fromiter((g.n_atoms for g in graphs), dtype=np.int64, count=len(graphs))
+    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    neighbor_indices = np.concatenate(
+        [g.neighbor_indices.astype(np.int64) + off for g, off in zip(graphs, offsets)]
+    )
+    distances = np.concatenate([g.distances for g in graphs])
+    atomic_numbers, occupancies = _species_block(graphs)
+    return GraphBatch(
+        atomic_numbers=torch.from_numpy(atomic_numbers.astype(np.int64)),
+        neighbor_indices=torch.from_numpy(neighbor_indices),
+        distances=torch.from_numpy(distances),
+        crystal_index=torch.from_numpy(np.repeat(np.arange(len(graphs)), sizes)),
+        n_crystals=len(graphs),
+        occupancies=None if occupancies is None else torch.from_numpy(occupancies),
+    )
+
+
+def collate(samples: Sequence) -> tuple[GraphBatch, torch.Tensor | None]:
+    """``collate_fn`` for skorch's data loaders.
+
+    Parameters
+    ----------
+    samples : sequence of (CrystalGraph, target) pairs
+        As yielded by :class:`skcgcnn.estimators.GraphDataset`; targets may be ``None``.
+
+    Returns
+    -------
+    batch : GraphBatch
+    targets : Tensor or None
+        Stacked targets, or ``None`` when the samples have none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn.graph import build_graph
+    >>> po = build_graph(Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]]))
+    >>> batch, y = collate([(po, np.float32(1.0)), (po, np.float32(2.0))])
+    >>> len(batch), y.tolist()
+    (2, [1.0, 2.0])
+    """
+    graphs = [sample[0] for sample in samples]
+    targets = [sample[1] for sample in samples]
+    batch = collate_graphs(graphs)
+    if targets[0] is None:
+        return batch, None
+    return batch, torch.as_tensor(np.stack(targets))

@@ -1,0 +1,218 @@
+"""``CrystalGraphFeaturizer``: pymatgen Structures -> crystal graphs, the matminer way."""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, effective_n_jobs
+from matminer.featurizers.base import BaseFeaturizer
+from pymatgen.core import Structure
+
+from .graph import CrystalGraph, build_graph
+
+__all__ = ["CrystalGraphFeaturizer", "FeaturizationError"]
+
+#: Below this many entries per worker, parallel dispatch costs more than it saves.
+_MIN_CHUNK = 64
+
+
+class FeaturizationError(ValueError):
+    """A structure could not be featurized; the message names its position and the reason."""
+
+
+def _as_structure(entry: Any, position: int) -> Structure:
+    """Unwrap matminer's one-element rows and check the type, naming the entry on failure."""
+    if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
+        entry = entry[0]
+    if not isinstance(entry, Structure):
+        raise FeaturizationError(
+            f"entry {position}: expected a pymatgen Structure, got {type(entry).__name__}"
+        )
+    return entry
+
+
+def _featurize_chunk(
+    featurizer: CrystalGraphFeaturizer,
+    entries: Sequence[Any],
+    positions: Sequence[int],
+    ignore_errors: bool,
+    return_errors: bool,
+) -> list[list[Any]]:
+    rows = []
+    for position, entry in zip(positions, entries):
+        try:
+            row: list[Any] = [featurizer.featurize(_as_structure(entry, position))]
+            if return_errors:
+                row.append(math.nan)
+        except Exception as exc:
+            if not ignore_errors:
+                if isinstance(exc, FeaturizationError):
+                    raise
+                raise FeaturizationError(
+                    f"featurization failed for entry {position}: {type(exc).__name__}: {exc}"
+                ) from exc
+            row = [math.nan]
+            if return_errors:
+                row.append("".join(traceback.format_exception(exc)))
+        rows.append(row)
+    return rows
+
+
+class CrystalGraphFeaturizer(BaseFeaturizer):
+    """Turn pymatgen Structures into CGCNN crystal graphs.
+
+    A matminer featurizer with one feature, ``crystal_graph``: a compact
+    :class:`~skcgcnn.graph.CrystalGraph` holding each atom's ``max_num_nbr`` nearest neighbours
+    within ``radius`` (built by :func:`~skcgcnn.graph.build_graph`). Works with matminer's
+    ``featurize_dataframe`` and as the first step of a scikit-learn ``Pipeline``.
+
+    Parameters
+    ----------
+    radius : float, default=8.0
+        Neighbour search radius in Angstrom (the CGCNN paper's value).
+    max_num_nbr : int, default=12
+        Neighbours kept per atom.
+    n_jobs : int or None, default=None
+        Parallel workers for :meth:`featurize_many`, through joblib: ``None`` means 1 unless a
+        ``joblib.parallel_config`` (e.g. a dask backend) says otherwise, ``-1`` means all cores.
+        Safe inside ``GridSearchCV`` workers (no ``multiprocessing.Pool``).
+    ignore_errors : bool, default=False
+        Used by :meth:`transform` (and so by estimators and pipelines): if True, structures that
+        cannot be featurized give NaN instead of raising; estimators then drop them from ``fit``
+        with a warning and predict NaN for them.
+
+    See Also
+    --------
+    skcgcnn.graph.build_graph : the graph construction for one structure.
+    skcgcnn.CGCNNRegressor : accepts Structures or the graphs made here.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from pymatgen.core import Lattice, Structure
+    >>> cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> df = pd.DataFrame({"structure": [cscl, cscl.copy()]})
+    >>> df = CrystalGraphFeaturizer().featurize_dataframe(df, "structure", pbar=False)
+    >>> df["crystal_graph"].iloc[0]
+    CrystalGraph(n_atoms=2, max_num_nbr=12, radius=8)
+    """
+
+    def __init__(
+        self,
+        radius: float = 8.0,
+        max_num_nbr: int = 12,
+        n_jobs: int | None = None,
+        ignore_errors: bool = False,
+    ) -> None:
+        self.radius = radius
+        self.max_num_nbr = max_num_nbr
+        self.ignore_errors = ignore_errors
+        # BaseFeaturizer.n_jobs is a read-only property backed by ``_n_jobs``.
+        self.set_n_jobs(n_jobs)
+
+    def featurize(self, structure: Structure) -> list[CrystalGraph]:
+        """Crystal graph of one structure, as a one-element feature list."""
+        return [build_graph(structure, radius=self.radius, max_num_nbr=self.max_num_nbr)]
+
+    def feature_labels(self) -> list[str]:
+        """``["crystal_graph"]``."""
+        return ["crystal_graph"]
+
+    def citations(self) -> list[str]:
+        """BibTeX of the CGCNN paper."""
+        return [
+            "@article{xie2018crystal,\n"
+            "  title={Crystal Graph Convolutional Neural Networks for an Accurate and "
+            "Interpretable Prediction of Material Properties},\n"
+            "  author={Xie, Tian and Grossman, Jeffrey C.},\n"
+            "  journal={Physical Review Letters},\n"
+            "  volume={120},\n  number={14},\n  pages={145301},\n  year={2018},\n"
+            "  doi={10.1103/PhysRevLett.120.145301}\n}"
+        ]
+
+    def implementors(self) -> list[str]:
+        """Authors of this implementation."""
+        return ["skcgcnn developers"]
+
+    def featurize_many(
+        self,
+        entries: Sequence[Any] | np.ndarray | pd.Series | pd.DataFrame,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        pbar: bool = False,
+        positions: Sequence[int] | None = None,
+    ) -> list[list[Any]]:
+        """Featurize many structures, in parallel through joblib when ``n_jobs`` allows.
+
+        Parameters
+        ----------
+        entries : list-like of Structure
+            Structures (or one-element rows of them, as matminer passes).
+        ignore_errors : bool, default=False
+            Give NaN for entries that fail instead of raising.
+        return_errors : bool, default=False
+            Append the error traceback (or NaN) to each row; needs ``ignore_errors=True``.
+        pbar : bool, default=False
+            Accepted for matminer compatibility; featurization is fast enough that no progress
+            bar is drawn.
+        positions : sequence of int, optional
+            The entries' positions in the caller's data, used in error messages (default:
+            0, 1, 2...).
+
+        Returns
+        -------
+        list of list
+            One row per entry: ``[CrystalGraph]`` (or ``[nan]``), plus the error column.
+
+        Raises
+        ------
+        FeaturizationError
+            When an entry is not a Structure or its graph cannot be built (``ignore_errors`` is
+            False); the message names the entry's position and the reason.
+        """
+        if return_errors and not ignore_errors:
+            raise ValueError("return_errors=True requires ignore_errors=True")
+        if isinstance(entries, (pd.Series, pd.DataFrame)):
+            entries = entries.to_numpy()
+        entries = list(entries)
+        if not entries:
+            return []
+        positions = list(range(len(entries)) if positions is None else positions)
+        n_jobs = effective_n_jobs(self.n_jobs)
+        if n_jobs == 1 or len(entries) < 2 * _MIN_CHUNK:
+            return _featurize_chunk(self, entries, positions, ignore_errors, return_errors)
+        n_chunks = min(4 * n_jobs, max(1, len(entries) // _MIN_CHUNK))
+        bounds = np.linspace(0, len(entries), n_chunks + 1).astype(int)
+        chunks = Parallel(n_jobs=self.n_jobs)(
+            delayed(_featurize_chunk)(
+                self, entries[a:b], positions[a:b], ignore_errors, return_errors
+            )
+            for a, b in zip(bounds[:-1], bounds[1:])
+        )
+        return [row for chunk in chunks for row in chunk]
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Featurize ``X`` (Structures) into an object array of shape (n_samples, 1).
+
+        Failed entries raise, or become NaN when ``ignore_errors`` is True.
+        """
+        rows = self.featurize_many(X, ignore_errors=self.ignore_errors)
+        out = np.empty((len(rows), 1), dtype=object)
+        out[:, 0] = [row[0] for row in rows]
+        return out
+
+    def graphs(self, structures: Any) -> np.ndarray:
+        """Featurize into a 1-D object array of :class:`~skcgcnn.graph.CrystalGraph`."""
+        return self.transform(structures)[:, 0]
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.structured = True
+        tags.requires_fit = False
+        return tags
