@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install skcgcnn, run examples/quickstart.py (CGCNN vs a baseline)
+#   make test   - create .venv, install skcgcnn with its test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch first, pinned to a CPU build that satisfies the package's range (a bare "torch" would
+# pull a multi-GB CUDA build); override with `make TORCH_SPEC="torch==X" ...`.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test lint docs bench clean
+
+$(VENV)/.installed-%: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[$*]"
+	touch $@
+
+demo: $(VENV)/.installed-test
+	$(PY) examples/quickstart.py --out demo_output
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check skcgcnn tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo_output docs/_build
