@@ -9,28 +9,40 @@ constructor argument (including skorch's ``module__*``, ``optimizer__*``, ``call
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from pymatgen.core import Structure
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
+from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochScoring,
+    LoadInitState,
+    LRScheduler,
+    PassthroughScoring,
+)
 from skorch.dataset import ValidSplit
+from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
 from .batch import GraphBatch, collate
 from .elements import resolve_atom_features
-from .featurizer import CrystalGraphFeaturizer
+from .featurizer import CrystalGraphFeaturizer, _is_structure_like
 from .graph import CrystalGraph
 from .model import CGCNN
 
@@ -47,6 +59,8 @@ class GraphDataset(Dataset):
     ----------
     graphs : sequence of CrystalGraph
     y : array-like of shape (n_samples, ...), optional
+    sample_weight : array-like of shape (n_samples,), optional
+        Per-sample loss weights; when given, each item's target is the pair ``(y[i], w[i])``.
 
     Examples
     --------
@@ -58,15 +72,47 @@ class GraphDataset(Dataset):
     (2, 1.5)
     """
 
-    def __init__(self, graphs: Sequence[CrystalGraph], y: Any = None) -> None:
+    def __init__(
+        self, graphs: Sequence[CrystalGraph], y: Any = None, sample_weight: Any = None
+    ) -> None:
         self.graphs = graphs
         self.y = y
+        self.sample_weight = sample_weight
 
     def __len__(self) -> int:
         return len(self.graphs)
 
     def __getitem__(self, i: int) -> tuple[CrystalGraph, Any]:
-        return self.graphs[i], None if self.y is None else self.y[i]
+        target = None if self.y is None else self.y[i]
+        if self.sample_weight is not None:
+            target = (target, self.sample_weight[i])
+        return self.graphs[i], target
+
+
+def _collate(samples: Sequence) -> tuple[GraphBatch, Any]:
+    """:func:`~skcgcnn.batch.collate`, also for weighted targets: ``(y, w)`` pairs become a pair
+    of tensors (targets, weights) that the regressor's ``get_loss`` reads."""
+    if samples and isinstance(samples[0][1], tuple):
+        batch, y = collate([(graph, target[0]) for graph, target in samples])
+        weight = torch.as_tensor(np.array([target[1] for _, target in samples], np.float32))
+        return batch, (y, weight)
+    return collate(samples)
+
+
+def _check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """Validate ``sample_weight``: finite, non-negative, shape (n_samples,), not all zero."""
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.ndim == 0:
+        weight = np.full(n_samples, float(weight))
+    if weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) like X, got {weight.shape}"
+        )
+    if not np.isfinite(weight).all() or (weight < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not weight.sum() > 0:
+        raise ValueError("sample_weight sums to zero: no sample would be learned from")
+    return weight
 
 
 class StopOnNonFiniteLoss(Callback):
@@ -89,9 +135,83 @@ class EarlyStoppingIfValidated(EarlyStopping):
         if self.monitor in net.history[-1]:
             super().on_epoch_end(net, **kwargs)
 
+    def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Reset, then replay the recorded scores of a resumed run (warm start, checkpoint).
+
+        Patience and the best score carry over. Best weights carry over when they are still in
+        memory (same process) or when the last recorded epoch was the best one (its weights are
+        the ones just loaded); otherwise only epochs from now on can be restored.
+        """
+        previous_best = (
+            getattr(self, "best_model_weights_", None), getattr(self, "best_epoch_", None)
+        )
+        super().on_train_begin(net, **kwargs)
+        rows = [row for row in net.history if self.monitor in row]
+        for row in rows:
+            if self._is_score_improved(row[self.monitor]):
+                self.misses_ = 0
+                self.dynamic_threshold_ = self._calc_new_threshold(row[self.monitor])
+                self.best_epoch_ = row["epoch"]
+            else:
+                self.misses_ += 1
+        if not rows or not self.load_best:
+            return
+        self.misses_ = min(self.misses_, max(self.patience - 1, 0))
+        if previous_best[0] is not None and previous_best[1] == self.best_epoch_:
+            self.best_model_weights_ = previous_best[0]
+        elif self.best_epoch_ == net.history[-1]["epoch"]:
+            self.best_model_weights_ = deepcopy(net.module_.state_dict())
+
     def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
         if self.load_best and self.best_model_weights_ is not None:
             super().on_train_end(net, **kwargs)
+        elif (
+            self.load_best
+            and 0 < getattr(self, "best_epoch_", 0) < len(net.history)
+            and not any(isinstance(cb, Checkpoint) and cb.load_best for _, cb in net.callbacks_)
+        ):
+            warnings.warn(
+                f"the best epoch ({self.best_epoch_}) came before the checkpoint training was "
+                "resumed from, and its weights are not in memory: keeping the last epoch's "
+                "weights (add Checkpoint(monitor='valid_loss_best', load_best=True) to restore "
+                "them)",
+                UserWarning,
+                stacklevel=2,
+            )
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Torch seed of one epoch of a seeded fit: the same whether or not training was resumed."""
+    return int(np.random.SeedSequence([seed % 2**32, epoch]).generate_state(1)[0])
+
+
+def _positive_int(value: Any) -> int:
+    """``value`` as an int >= 1, or 1 when it is not a usable number (fit reports those)."""
+    try:
+        return max(int(value), 1)
+    except (TypeError, ValueError, OverflowError):
+        return 1
+
+
+def _resolve_device(device: Any) -> Any:
+    """The device ``device="auto"`` stands for: ``"cuda"`` when CUDA is available, else
+    ``"mps"`` (Apple silicon) when available, else ``"cpu"``. Other values are returned as given.
+
+    Examples
+    --------
+    >>> _resolve_device("cpu")
+    'cpu'
+    >>> _resolve_device("auto") in {"cuda", "mps", "cpu"}
+    True
+    """
+    if not (isinstance(device, str) and device == "auto"):
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 def _seed_from(random_state: Any) -> int | None:
@@ -107,6 +227,12 @@ def _entries(X: Any) -> list[Any]:
     """The samples of X as a list, from a list, array, Series or one-column DataFrame."""
     if X is None:
         raise ValueError("X is None; expected a sequence of pymatgen Structures or CrystalGraphs")
+    if sp.issparse(X):
+        raise TypeError(
+            "sparse input is not supported: X must be a sequence of Structures or CrystalGraphs"
+        )
+    if isinstance(X, Dataset):  # e.g. skorch's validation Subset, scored by EpochScoring
+        X = [X[i][0] for i in range(len(X))]
     if isinstance(X, (Structure, CrystalGraph)):
         raise ValueError(
             f"X is a single {type(X).__name__}; pass a sequence of them, e.g. [structure]"
@@ -142,6 +268,11 @@ def _entries(X: Any) -> list[Any]:
     return entries
 
 
+def _encoded_accuracy(net: Any, X: Any, y: Any) -> float:
+    """Validation accuracy on the encoded labels skorch holds (``predict`` returns user labels)."""
+    return float(np.mean(net.predict_proba(X).argmax(axis=1) == np.asarray(y)))
+
+
 def _is_missing(entry: Any) -> bool:
     return isinstance(entry, float) and math.isnan(entry)
 
@@ -163,6 +294,13 @@ class _CGCNNMixin:
         rest = {k: v for k, v in params.items() if k not in featurizer_params}
         return super().set_params(**rest) if rest else self
 
+    def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
+        params = super().get_params(deep=deep, **kwargs)
+        if deep:  # skorch reports the default callbacks' (and featurizer's) own values over
+            # explicitly set ``callbacks__*`` / ``featurizer__*``; the explicit ones are used
+            params.update({k: v for k, v in vars(self).items() if k in params and "__" in k})
+        return params
+
     @property
     def _default_callbacks(self) -> list[tuple[str, Callback | None]]:
         callbacks = super()._default_callbacks
@@ -173,7 +311,7 @@ class _CGCNNMixin:
                 "lr_scheduler",
                 LRScheduler(
                     policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                    T_max=max(int(self.max_epochs), 1),
+                    T_max=_positive_int(self.max_epochs),
                 ),
             ),
         ]
@@ -201,14 +339,14 @@ class _CGCNNMixin:
         for i, entry in enumerate(entries):
             if isinstance(entry, CrystalGraph):
                 graphs[i] = entry
-            elif isinstance(entry, Structure):
+            elif _is_structure_like(entry):  # Structure; Molecule / ASE Atoms are converted
                 to_featurize.append(i)
             elif _is_missing(entry):
                 graphs[i] = math.nan
             else:
                 raise ValueError(
-                    f"X[{i}] is a {type(entry).__name__}; expected a pymatgen Structure or a "
-                    "CrystalGraph"
+                    f"X[{i}] is of type {type(entry).__name__}; expected a pymatgen Structure "
+                    "(or Molecule, ASE Atoms) or a CrystalGraph"
                 )
         if to_featurize:
             featurizer = self._make_featurizer() if fitting else self.featurizer_
@@ -283,7 +421,9 @@ class _CGCNNMixin:
     def get_iterator(self, dataset: Dataset, training: bool = False) -> Any:
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
-        kwargs.setdefault("collate_fn", collate)
+        kwargs.setdefault("collate_fn", _collate)
+        if str(self.device).startswith("cuda"):  # pinned batches: asynchronous host->GPU copies
+            kwargs.setdefault("pin_memory", True)
         if training:
             kwargs.setdefault("shuffle", True)
         if kwargs.get("batch_size", self.batch_size) == -1:
@@ -304,10 +444,49 @@ class _CGCNNMixin:
         }
         kwargs.update(self.get_params_for("module"))
         module = self.initialized_instance(self.module, kwargs)
+        if getattr(self, "init_from", None) is not None:  # fine-tuning: pretrained weights
+            from .checkpoints import init_module_from
+
+            self.reinitialized_params_ = init_module_from(module, self.init_from)
         self.module_ = module
         return self
 
+    @contextlib.contextmanager
+    def _resolved_device(self) -> Iterator[None]:
+        """Within the block, ``self.device`` is the concrete device ``device="auto"`` stands
+        for (skorch reads ``self.device`` in many places); ``get_params`` keeps ``"auto"``."""
+        requested = self.device
+        if not (isinstance(requested, str) and requested == "auto"):
+            yield
+            return
+        self.device = getattr(self, "device_", None) or _resolve_device(requested)
+        try:
+            yield
+        finally:
+            self.device = requested
+
+    def initialize(self) -> Any:
+        """skorch's ``initialize``, with ``device="auto"`` resolved."""
+        with self._resolved_device():
+            return super().initialize()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # skorch maps the tensors to ``state["device"]``; "auto" means: this machine's best.
+        requested = state.get("device")
+        auto = isinstance(requested, str) and requested == "auto"
+        super().__setstate__({**state, "device": _resolve_device("auto")} if auto else state)
+        if "device_" in state:
+            self.device_ = self.device  # where the weights were mapped on this machine
+        if auto:
+            self.device = "auto"
+
     def _seeded_fit(self, graphs: np.ndarray, y: np.ndarray, **fit_params: Any) -> Any:
+        if not (self.warm_start and self.initialized_ and hasattr(self, "device_")):
+            self.device_ = _resolve_device(self.device)
+        with self._resolved_device():
+            return self._seeded_fit_on_device(graphs, y, **fit_params)
+
+    def _seeded_fit_on_device(self, graphs: np.ndarray, y: np.ndarray, **fit_params: Any) -> Any:
         seed = _seed_from(self.random_state)
         devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
@@ -315,8 +494,41 @@ class _CGCNNMixin:
                 torch.manual_seed(seed)
             if not (self.warm_start and self.initialized_):
                 self.initialize()
+            self._fit_seed = seed
             NeuralNet.partial_fit(self, graphs, y, **fit_params)
         return self
+
+    def on_train_begin(self, net: NeuralNet, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Load a ``LoadInitState`` checkpoint first, so the LR schedule and early stopping
+        that the other callbacks set up now start from the resumed epoch; and take the best
+        losses so far from the history (skorch does it for ``EpochScoring`` only), so that
+        ``valid_loss_best`` and ``Checkpoint`` keep their meaning across a resume."""
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self._resumed_at = None
+        for _, callback in self.callbacks_:
+            if isinstance(callback, LoadInitState) and not callback.did_load_:
+                callback.on_train_begin(net, X=X, y=y, **kwargs)
+                if len(self.history):
+                    self._resumed_at = len(self.history)
+        for _, callback in self.callbacks_:
+            if isinstance(callback, PassthroughScoring):
+                best = [row[callback.name] for row in self.history
+                        if row.get(f"{callback.name}_best")]
+                if best:
+                    callback.best_score_ = best[-1]
+
+    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Any:
+        """skorch's loop; a run resumed by ``LoadInitState`` trains the rest of ``max_epochs``."""
+        if epochs is None and getattr(self, "_resumed_at", None) is not None:
+            epochs = max(self.max_epochs - self._resumed_at, 0)
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Reseed torch per epoch in a seeded fit: epoch e shuffles and drops out the same way
+        in a straight run and in one resumed from a checkpoint."""
+        super().on_epoch_begin(net, **kwargs)
+        if getattr(self, "_fit_seed", None) is not None:
+            torch.manual_seed(_epoch_seed(self._fit_seed, len(self.history)))
 
     def _check_fitted(self) -> None:
         if not getattr(self, "initialized_", False) or not hasattr(self, "n_outputs_"):
@@ -325,7 +537,12 @@ class _CGCNNMixin:
             )
 
     def _run_module(self, graphs: np.ndarray, method: str = "forward") -> np.ndarray:
-        """Apply ``module_.<method>`` to graphs in eval mode, batch by batch, on the CPU."""
+        """Apply ``module_.<method>`` to graphs in eval mode, batch by batch, on the
+        estimator's device; the outputs come back as a CPU array."""
+        with self._resolved_device():
+            return self._run_module_on_device(graphs, method)
+
+    def _run_module_on_device(self, graphs: np.ndarray, method: str) -> np.ndarray:
         loader = self.get_iterator(GraphDataset(graphs), training=False)
         module = self.module_
         was_training = module.training
@@ -351,9 +568,11 @@ class _CGCNNMixin:
         return out
 
     def _fit_graphs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        if y is None:  # before featurizing; sklearn's wording
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         graphs, valid = self._to_graphs(X, fitting=True)
-        if y is None:
-            raise ValueError("y is None; a target is required to fit")
         if len(y) != len(graphs):
             raise ValueError(
                 f"X and y have different lengths: {len(graphs)} samples in X, {len(y)} in y"
@@ -375,11 +594,56 @@ class _CGCNNMixin:
         """
         return self._outputs(X, method="embed")
 
+    def atom_contributions(self, X: Any, output: str = "prediction") -> list[np.ndarray | None]:
+        """Each atom's contribution to its crystal's prediction or pooled embedding.
+
+        Parameters
+        ----------
+        X : sequence of Structure or CrystalGraph
+        output : {"prediction", "embedding"}, default="prediction"
+            "prediction": the head applied to each atom's embedding, in the units of y
+            (regressor) or as logits (classifier): the paper's site energies. With
+            ``module__readout="mean_output"`` the mean over a crystal's atoms *is* its
+            prediction (logits for the classifier), exactly. With the default read-out the head
+            is applied to the mean embedding instead, and the mean of these contributions
+            differs from the prediction by the head's nonlinearity (softplus).
+            "embedding": each atom's embedding after the convolutions, whose mean is exactly
+            ``transform(X)`` for any read-out.
+
+        Returns
+        -------
+        list of ndarray
+            One array per crystal, rows in site order: shape (n_atoms,) for a one-target
+            regressor, (n_atoms, n_outputs) otherwise; None for samples without a graph.
+        """
+        if output not in ("prediction", "embedding"):
+            raise ValueError(f"output must be 'prediction' or 'embedding', got {output!r}")
+        self._check_fitted()
+        graphs, valid = self._to_graphs(X, fitting=False)
+        method = "atom_outputs" if output == "prediction" else "atom_embeddings"
+        values = self._run_module(graphs[valid], method).astype(np.float64)
+        if output == "prediction" and hasattr(self, "y_scale_"):
+            values = values * self.y_scale_ + self.y_mean_
+            values = values[:, 0] if self.y_ndim_ == 1 else values
+        parts = iter(np.split(values, np.cumsum([g.n_atoms for g in graphs[valid]])[:-1]))
+        return [next(parts) if ok else None for ok in valid]
+
+    @classmethod
+    def from_checkpoint(cls, path: Any, atom_init: Any = None, **params: Any) -> Any:
+        """A fitted estimator from a checkpoint of the original CGCNN (or of ``save_checkpoint``).
+
+        See :func:`skcgcnn.checkpoints.load_checkpoint`, to which all arguments are passed.
+        """
+        from .checkpoints import load_checkpoint
+
+        task = "classification" if cls._is_classification else "regression"
+        return load_checkpoint(path, atom_init, task=task, estimator=cls, **params)
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        tags.input_tags.structured = True
         tags.non_deterministic = self.random_state is None
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])  # transform: embeddings
         return tags
 
 
@@ -409,9 +673,19 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, the validation split and batch order; the same value gives
         bitwise identical models on the CPU.
+    init_from : path, state_dict or None, default=None
+        Fine-tuning: start ``fit`` from these pretrained weights (a checkpoint file of the
+        original CGCNN or of :func:`~skcgcnn.checkpoints.save_checkpoint`, or a fitted
+        estimator's ``module_.state_dict()``) instead of a random initialisation. The architecture
+        (``module__*``) and ``atom_features`` must match the pretrained model's; the output layer
+        is new when the number of outputs differs. See ``docs/pretrained.md``.
     verbose : int, default=1
         1 prints a line per epoch; 0 is silent.
     device : str, default="cpu"
+        Where the network trains and predicts: ``"cpu"``, ``"cuda"`` (``"cuda:1"``...),
+        ``"mps"``, or ``"auto"`` (CUDA when available, then MPS, else CPU; the choice is made
+        at ``fit`` and stored in ``device_``, while ``get_params`` keeps ``"auto"``).
+        Batches are copied to the device asynchronously from pinned memory on CUDA.
     **kwargs
         Any other skorch ``NeuralNet`` argument (``callbacks``, ``warm_start``, ``module__*``,
         ``optimizer__*``, ``callbacks__*``, ``iterator_train__*``...).
@@ -428,6 +702,8 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         Target standardisation; predictions are returned in the units of y.
     history_ : skorch History
         Per-epoch losses.
+    device_ : str
+        The device the network is on (what ``device="auto"`` resolved to).
 
     See Also
     --------
@@ -461,6 +737,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         featurizer: CrystalGraphFeaturizer | None = None,
         atom_features: Any = "cgcnn",
         random_state: Any = None,
+        init_from: Any = None,
         verbose: int = 1,
         device: str = "cpu",
         **kwargs: Any,
@@ -480,6 +757,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         self.featurizer = featurizer
         self.atom_features = atom_features
         self.random_state = random_state
+        self.init_from = init_from
 
     def _targets(self, y: Any, n_samples: int) -> np.ndarray:
         y = np.asarray(y)
@@ -501,7 +779,9 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
             )
         return y
 
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> CGCNNRegressor:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any
+    ) -> CGCNNRegressor:
         """Featurize X if needed and train the network on standardised y.
 
         Parameters
@@ -510,6 +790,11 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
             A list, 1-D array, pandas Series or one-column DataFrame.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets; several columns train one network with several outputs.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights of the loss (training and validation): each batch's loss is
+            the mean of ``w_i * loss_i`` with the weights scaled to mean 1 over the training
+            data, so a weight of 2 counts a sample twice and 0 ignores it. The target
+            standardisation (``y_mean_``, ``y_scale_``) is weighted too.
 
         Returns
         -------
@@ -519,15 +804,43 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         y = self._targets(y, len(valid))[valid]
         if len(graphs) < 2:
             raise ValueError(f"at least 2 samples are needed to fit, got {len(graphs)}")
+        weight = None
+        if sample_weight is not None:
+            weight = _check_sample_weight(sample_weight, len(valid))[valid]
+            weight = _check_sample_weight(weight, len(weight))  # not all zero once NaN rows left
         if not (self.warm_start and getattr(self, "initialized_", False)):
             self.y_ndim_ = y.ndim
             y2 = y.reshape(len(y), -1)
             self.n_outputs_ = y2.shape[1]
-            self.y_mean_ = y2.mean(axis=0)
-            scale = y2.std(axis=0)
+            self.y_mean_ = np.average(y2, axis=0, weights=weight)
+            scale = np.sqrt(np.average((y2 - self.y_mean_) ** 2, axis=0, weights=weight))
             self.y_scale_ = np.where(scale > 0, scale, 1.0)
         scaled = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
-        return self._seeded_fit(graphs, scaled, **fit_params)
+        if weight is None:
+            return self._seeded_fit(graphs, scaled, **fit_params)
+        dataset = GraphDataset(graphs, scaled, (weight / weight.mean()).astype(np.float32))
+        return self._seeded_fit(dataset, scaled, **fit_params)
+
+    def get_loss(
+        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
+    ) -> torch.Tensor:
+        """skorch's loss; with ``sample_weight``, the mean of the weighted per-sample losses."""
+        if not isinstance(y_true, (tuple, list)):
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        target, weight = (to_tensor(t, device=self.device) for t in y_true)
+        criterion = self.criterion_
+        reduction = getattr(criterion, "reduction", None)
+        if reduction is None:
+            raise TypeError(
+                f"sample_weight needs a criterion with a 'reduction' argument (a torch loss); "
+                f"{type(criterion).__name__} has none"
+            )
+        criterion.reduction = "none"
+        try:
+            losses = criterion(y_pred, target)
+        finally:
+            criterion.reduction = reduction
+        return (losses.reshape(len(losses), -1).mean(dim=1) * weight).mean()
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, **fit_params: Any) -> Any:
         """Train for ``max_epochs`` more epochs without re-initialising (as ``warm_start``)."""
@@ -551,7 +864,22 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         values = raw * self.y_scale_ + self.y_mean_
         return values[:, 0] if self.y_ndim_ == 1 else values
 
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: D102 - not meaningful for regression
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R² of the predictions, as scikit-learn regressors; every sample needs a prediction."""
+        from sklearn.metrics import r2_score
+
+        predicted = self.predict(X)
+        missing = np.isnan(predicted.reshape(len(predicted), -1)).any(axis=1)
+        if missing.any():
+            raise ValueError(
+                f"{int(missing.sum())} samples could not be featurized (first: "
+                f"X[{int(np.flatnonzero(missing)[0])}]) and have NaN predictions; drop them "
+                "before scoring"
+            )
+        return float(r2_score(y, predicted, sample_weight=sample_weight))
+
+    @property
+    def predict_proba(self) -> Any:  # noqa: D102 - hidden: hasattr() is False, as for sklearn
         raise AttributeError("CGCNNRegressor has no predict_proba")
 
     def __sklearn_tags__(self) -> Any:
@@ -581,14 +909,14 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         All class labels, if y of one fit may not show every class.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in scikit-learn.
-    featurizer, atom_features, random_state, verbose, device, **kwargs
+    featurizer, atom_features, random_state, init_from, verbose, device, **kwargs
         As for :class:`CGCNNRegressor`.
 
     Attributes
     ----------
     classes_ : ndarray
         Class labels, in the order of ``predict_proba``'s columns.
-    module_, featurizer_, history_
+    module_, featurizer_, history_, device_
         As for :class:`CGCNNRegressor`.
 
     See Also
@@ -609,6 +937,14 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
 
     _is_classification = True
 
+    @property
+    def _default_callbacks(self) -> list[tuple[str, Callback | None]]:
+        return [
+            (name, EpochScoring(_encoded_accuracy, name="valid_acc", lower_is_better=False))
+            if name == "valid_acc" else (name, callback)
+            for name, callback in super()._default_callbacks
+        ]
+
     def __init__(
         self,
         module: type = CGCNN,
@@ -624,6 +960,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         featurizer: CrystalGraphFeaturizer | None = None,
         atom_features: Any = "cgcnn",
         random_state: Any = None,
+        init_from: Any = None,
         verbose: int = 1,
         device: str = "cpu",
         **kwargs: Any,
@@ -645,6 +982,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         self.featurizer = featurizer
         self.atom_features = atom_features
         self.random_state = random_state
+        self.init_from = init_from
 
     @property
     def classes_(self) -> np.ndarray:
@@ -660,25 +998,30 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         return bool((counts[counts > 0] >= 2).all()) and len(y) * VALID_FRACTION >= len(counts)
 
     def _encode(self, y: Any) -> np.ndarray:
+        raw = np.asarray(y, dtype=object)  # before numpy turns ["a", 1, nan] into strings
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
+            y, raw = y[:, 0], raw[:, 0]
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D for classification, got shape {y.shape}")
-        missing = pd.isna(y)
+        missing = pd.isna(raw)
         if missing.any():
             raise ValueError(f"y contains a missing value (NaN/None) at index "
                              f"{int(np.flatnonzero(missing)[0])}")
-        kinds = {type(v).__name__ for v in y.tolist()}
-        if y.dtype == object and len(kinds - {"int", "bool"}) > 1 and "str" in kinds:
-            raise ValueError(f"y mixes label types {sorted(kinds)}; use one type for all labels")
+        is_str = np.array([isinstance(v, (str, bytes)) for v in raw], dtype=bool)
+        if is_str.any() and not is_str.all():
+            k = int(np.flatnonzero(is_str != is_str[0])[0])
+            raise ValueError(
+                f"y mixes label types: y[0] is {type(raw[0]).__name__} and y[{k}] is "
+                f"{type(raw[k]).__name__}; use one type for all labels"
+            )
         if not (self.warm_start and getattr(self, "initialized_", False)):
             encoder = LabelEncoder()
             encoder.fit(y if self.classes is None else np.asarray(self.classes))
             if len(encoder.classes_) < 2:
                 raise ValueError(
-                    f"y has only one class ({encoder.classes_[0]!r}); a classifier needs at "
-                    "least 2 classes"
+                    f"y has only one class ({encoder.classes_.tolist()[0]!r}); a classifier "
+                    "needs at least 2 classes"
                 )
             self.label_encoder_ = encoder
             self.n_outputs_ = len(encoder.classes_)
@@ -693,7 +1036,17 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         if self.class_weight is not None and "weight" not in kwargs:
             classes = np.arange(self.n_outputs_)
             y = getattr(self, "_y_encoded", classes)
-            weights = compute_class_weight(self.class_weight, classes=classes, y=y)
+            class_weight = self.class_weight
+            if isinstance(class_weight, dict):  # keyed by the user's labels; the loss sees codes
+                labels = self.classes_.tolist()
+                unknown = [key for key in class_weight if key not in labels]
+                if unknown:
+                    raise ValueError(
+                        f"class_weight has labels {unknown} that are not classes: {labels}"
+                    )
+                class_weight = {code: class_weight[label] for code, label in enumerate(labels)
+                                if label in class_weight}
+            weights = compute_class_weight(class_weight, classes=classes, y=y)
             kwargs["weight"] = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
@@ -711,6 +1064,12 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         -------
         self
         """
+        if fit_params.get("sample_weight") is not None:
+            raise TypeError(
+                "CGCNNClassifier does not support sample_weight (skorch's accuracy scoring "
+                "cannot carry it); weight classes with class_weight, or resample the data"
+            )
+        fit_params.pop("sample_weight", None)
         graphs, valid = self._fit_graphs(X, y)
         y = self._encode(y)[valid]
         if len(graphs) < 2:
@@ -742,9 +1101,11 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class label for each sample."""
         proba = self.predict_proba(X)
-        if np.isnan(proba).any():
+        missing = np.isnan(proba).any(axis=1)
+        if missing.any():
             raise ValueError(
-                "some samples could not be featurized; use predict_proba, which gives NaN rows "
-                "for them"
+                f"{int(missing.sum())} samples could not be featurized (first: "
+                f"X[{int(np.flatnonzero(missing)[0])}]) and have no class; use predict_proba, "
+                "which gives NaN rows for them, or drop them"
             )
         return self.classes_[proba.argmax(axis=1)]

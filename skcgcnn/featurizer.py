@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,11 +13,12 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
 from matminer.featurizers.base import BaseFeaturizer
-from pymatgen.core import Structure
+from pymatgen.core import Molecule, Structure
+from sklearn.utils import TransformerTags
 
-from .graph import CrystalGraph, build_graph
+from .graph import CrystalGraph, _GraphInputs, build_graph
 
-__all__ = ["CrystalGraphFeaturizer", "FeaturizationError"]
+__all__ = ["CrystalGraphFeaturizer", "FeaturizationError", "StructureConversionWarning"]
 
 #: Below this many entries per worker, parallel dispatch costs more than it saves.
 _MIN_CHUNK = 64
@@ -25,15 +28,91 @@ class FeaturizationError(ValueError):
     """A structure could not be featurized; the message names its position and the reason."""
 
 
-def _as_structure(entry: Any, position: int) -> Structure:
-    """Unwrap matminer's one-element rows and check the type, naming the entry on failure."""
+class StructureConversionWarning(UserWarning):
+    """A non-periodic input (a pymatgen ``Molecule``, an ASE ``Atoms`` without periodic
+    boundaries) was placed in a periodic box so that it can be featurized."""
+
+
+def _is_ase_atoms(entry: Any) -> bool:
+    ase = sys.modules.get("ase")  # an Atoms object means ase is already imported
+    return ase is not None and isinstance(entry, ase.Atoms)
+
+
+def _is_structure_like(entry: Any) -> bool:
+    """Whether :func:`_as_structure` accepts ``entry`` (a Structure, Molecule or ASE Atoms)."""
+    return isinstance(entry, (Structure, Molecule)) or _is_ase_atoms(entry)
+
+
+def _boxed(molecule: Molecule, radius: float) -> Structure:
+    """The molecule in an orthorhombic box with ``radius + 1`` A of vacuum along each axis, so
+    no periodic image of any atom lies within the neighbour radius."""
+    extent = np.ptp(molecule.cart_coords, axis=0) if len(molecule) else np.zeros(3)
+    a, b, c = (float(x) for x in extent + radius + 1.0)
+    return molecule.get_boxed_structure(a, b, c, reorder=False)
+
+
+def _as_structure(entry: Any, position: int, radius: float = 8.0) -> Structure:
+    """Unwrap matminer's one-element rows and convert or check the type, naming the entry on
+    failure. A ``Molecule`` (or an ASE ``Atoms`` without periodic boundaries) is boxed in
+    vacuum; a periodic ASE ``Atoms`` is converted with pymatgen's ``AseAtomsAdaptor``."""
     if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
         entry = entry[0]
-    if not isinstance(entry, Structure):
-        raise FeaturizationError(
-            f"entry {position}: expected a pymatgen Structure, got {type(entry).__name__}"
+    if isinstance(entry, Structure):
+        return entry
+    if isinstance(entry, Molecule):
+        return _boxed(entry, radius)
+    if _is_ase_atoms(entry):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        pbc = [bool(p) for p in entry.pbc]
+        if not any(pbc):
+            return _boxed(AseAtomsAdaptor.get_molecule(entry), radius)
+        if abs(float(np.linalg.det(np.asarray(entry.cell)))) < 1e-6:
+            raise FeaturizationError(
+                f"entry {position}: ASE Atoms with pbc={pbc} has a cell of zero volume; give "
+                "it a full 3-D cell (e.g. atoms.center(vacuum=10.0)) or set pbc=False to "
+                "treat it as a molecule"
+            )
+        return AseAtomsAdaptor.get_structure(entry)
+    raise FeaturizationError(
+        f"entry {position}: expected a pymatgen Structure, got {type(entry).__name__}"
+    )
+
+
+def _warn_conversions(entries: Sequence[Any], positions: Sequence[int], radius: float) -> None:
+    """One warning (in the calling process) for all entries that will be boxed in vacuum."""
+    boxed = []
+    for position, entry in zip(positions, entries):
+        if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
+            entry = entry[0]
+        if isinstance(entry, Molecule) or (_is_ase_atoms(entry) and not any(entry.pbc)):
+            boxed.append(position)
+    if boxed:
+        warnings.warn(
+            f"{len(boxed)} non-periodic entries (first: entry {boxed[0]}) are molecules; each is "
+            f"placed in a periodic box with {radius + 1:g} A of vacuum so that no periodic "
+            "image lies within the neighbour radius",
+            StructureConversionWarning,
+            stacklevel=3,
         )
-    return entry
+
+
+def _prepared(featurizer: CrystalGraphFeaturizer, entries: Sequence[Any],
+              positions: Sequence[int]) -> list[Any]:
+    """The entries as the arrays :func:`build_graph` reads, extracted in this process.
+
+    A pymatgen Structure takes about 1 ms to pickle to a worker process and back into objects,
+    twice as long as building its graph; these arrays take about 25 us. An entry that cannot be
+    prepared is passed on unchanged, so the worker raises (or reports) the same error as the
+    serial path.
+    """
+    prepared: list[Any] = []
+    for position, entry in zip(positions, entries):
+        try:
+            prepared.append(_GraphInputs(_as_structure(entry, position, featurizer.radius)))
+        except Exception:
+            prepared.append(entry)
+    return prepared
 
 
 def _featurize_chunk(
@@ -46,7 +125,12 @@ def _featurize_chunk(
     rows = []
     for position, entry in zip(positions, entries):
         try:
-            row: list[Any] = [featurizer.featurize(_as_structure(entry, position))]
+            row: list[Any]
+            if isinstance(entry, _GraphInputs):  # prepared by _prepared in the parent process
+                row = [entry.build(featurizer.radius, featurizer.max_num_nbr)]
+            else:
+                structure = _as_structure(entry, position, featurizer.radius)
+                row = list(featurizer.featurize(structure))
             if return_errors:
                 row.append(math.nan)
         except Exception as exc:
@@ -115,8 +199,24 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         # BaseFeaturizer.n_jobs is a read-only property backed by ``_n_jobs``.
         self.set_n_jobs(n_jobs)
 
+    @property
+    def n_jobs(self) -> int | None:
+        """Parallel workers of :meth:`featurize_many`; settable, so ``set_params`` works."""
+        return self._n_jobs
+
+    @n_jobs.setter
+    def n_jobs(self, value: int | None) -> None:
+        self.set_n_jobs(value)
+
     def featurize(self, structure: Structure) -> list[CrystalGraph]:
-        """Crystal graph of one structure, as a one-element feature list."""
+        """Crystal graph of one structure, as a one-element feature list.
+
+        A pymatgen ``Molecule`` or an ASE ``Atoms`` is converted first (molecules are boxed in
+        vacuum, with a :class:`StructureConversionWarning`).
+        """
+        if not isinstance(structure, Structure):
+            _warn_conversions([structure], [0], self.radius)
+            structure = _as_structure(structure, 0, self.radius)
         return [build_graph(structure, radius=self.radius, max_num_nbr=self.max_num_nbr)]
 
     def feature_labels(self) -> list[str]:
@@ -152,7 +252,9 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         Parameters
         ----------
         entries : list-like of Structure
-            Structures (or one-element rows of them, as matminer passes).
+            Structures (or one-element rows of them, as matminer passes). A pymatgen
+            ``Molecule`` or an ASE ``Atoms`` is converted (molecules are boxed in vacuum, with
+            one :class:`StructureConversionWarning` for the call).
         ignore_errors : bool, default=False
             Give NaN for entries that fail instead of raising.
         return_errors : bool, default=False
@@ -183,14 +285,29 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         if not entries:
             return []
         positions = list(range(len(entries)) if positions is None else positions)
+        _warn_conversions(entries, positions, self.radius)
         n_jobs = effective_n_jobs(self.n_jobs)
         if n_jobs == 1 or len(entries) < 2 * _MIN_CHUNK:
             return _featurize_chunk(self, entries, positions, ignore_errors, return_errors)
         n_chunks = min(4 * n_jobs, max(1, len(entries) // _MIN_CHUNK))
         bounds = np.linspace(0, len(entries), n_chunks + 1).astype(int)
+        # Send workers arrays, not Structures (unless featurize is overridden or the parameters
+        # are invalid, so that build_graph raises): pickling dominates otherwise.
+        try:
+            prepare = (
+                type(self).featurize is CrystalGraphFeaturizer.featurize
+                and self.radius > 0
+                and self.max_num_nbr >= 1
+            )
+        except TypeError:
+            prepare = False
         chunks = Parallel(n_jobs=self.n_jobs)(
             delayed(_featurize_chunk)(
-                self, entries[a:b], positions[a:b], ignore_errors, return_errors
+                self,
+                _prepared(self, entries[a:b], positions[a:b]) if prepare else entries[a:b],
+                positions[a:b],
+                ignore_errors,
+                return_errors,
             )
             for a, b in zip(bounds[:-1], bounds[1:])
         )
@@ -213,6 +330,7 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        tags.input_tags.structured = True
         tags.requires_fit = False
+        # matminer's BaseFeaturizer lists TransformerMixin after BaseEstimator, whose tags win
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
         return tags

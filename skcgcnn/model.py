@@ -14,6 +14,14 @@ Two algebraic rewrites make it faster without changing the function:
 * ``fc_full(v_i ⊕ v_j ⊕ u_ij) = v_i W_a + v_j W_b + u_ij W_c + b``: the two atom terms are
   computed once per atom (N rows) and gathered per edge, instead of a (2F + 41)-wide product for
   each of the N·M edges.
+
+Besides the gated convolution of the reference (``conv="gated"``, the paper's Eq. 5), the module
+offers the paper's simpler convolution (``conv="simple"``, Eq. 4, :class:`SimpleConvLayer`) and the
+plain graph convolution of Kipf & Welling that the paper starts from (``conv="gcn"``,
+:class:`GCNLayer`), and two read-outs: the reference's mean of atom embeddings followed by the head
+(``readout="mean_embedding"``) or the head applied to every atom followed by the mean
+(``readout="mean_output"``), for which the per-atom outputs of :meth:`CGCNN.atom_outputs` are exact
+additive contributions (the paper's site-energy analysis).
 """
 
 from __future__ import annotations
@@ -25,7 +33,15 @@ from torch import nn
 
 from .batch import GraphBatch
 
-__all__ = ["CGCNN", "ConvLayer", "GaussianExpansion"]
+__all__ = [
+    "CGCNN",
+    "CONV_LAYERS",
+    "READOUTS",
+    "ConvLayer",
+    "GCNLayer",
+    "GaussianExpansion",
+    "SimpleConvLayer",
+]
 
 
 def _batch_norm(layer: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
@@ -138,6 +154,146 @@ class ConvLayer(nn.Module):
         return F.softplus(atom_fea + _batch_norm(self.bn2, summed))
 
 
+class SimpleConvLayer(nn.Module):
+    r"""The simple crystal graph convolution of the CGCNN paper (its Eq. 4).
+
+    .. math::
+
+        v_i \leftarrow g\Big(\big(\textstyle\sum_{j} v_j \oplus u_{ij}\big) W_c + v_i W_s + b\Big)
+
+    with :math:`g` = softplus and the sum over the neighbours ``j`` of atom ``i`` kept in the graph
+    (the M nearest within the radius; padded slots, which are not neighbours, are left out). The
+    same :math:`W_c` acts on every neighbour, which neglects the differences of interaction
+    strength between neighbours: the limitation that motivates the gated Eq. 5
+    (:class:`ConvLayer`).
+    :math:`W_c` is ``fc_nbr`` (no bias) and :math:`W_s, b` are ``fc_self``.
+
+    Parameters
+    ----------
+    atom_fea_len : int
+        F, width of the atom features.
+    nbr_fea_len : int
+        B, number of Gaussians per distance.
+
+    Shapes
+    ------
+    atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M), nbr_mask (N, M) bool -> (N, F)
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = SimpleConvLayer(atom_fea_len=8, nbr_fea_len=41)
+    >>> out = layer(torch.randn(5, 8), torch.rand(5, 12, 41), torch.randint(0, 5, (5, 12)))
+    >>> out.shape
+    torch.Size([5, 8])
+    """
+
+    def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
+        super().__init__()
+        self.atom_fea_len = atom_fea_len
+        self.nbr_fea_len = nbr_fea_len
+        self.fc_nbr = nn.Linear(atom_fea_len + nbr_fea_len, atom_fea_len, bias=False)
+        self.fc_self = nn.Linear(atom_fea_len, atom_fea_len)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the weights."""
+        self.fc_nbr.reset_parameters()
+        self.fc_self.reset_parameters()
+
+    def forward(
+        self,
+        atom_fea: torch.Tensor,
+        nbr_fea: torch.Tensor,
+        nbr_fea_idx: torch.Tensor,
+        nbr_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One round of message passing; see the class docstring for the equation."""
+        nbr_atoms = atom_fea[nbr_fea_idx]  # (N, M, F)
+        if nbr_mask is not None:
+            keep = nbr_mask.unsqueeze(-1).to(atom_fea.dtype)
+            nbr_atoms, nbr_fea = nbr_atoms * keep, nbr_fea * keep
+        summed = torch.cat([nbr_atoms.sum(dim=1), nbr_fea.sum(dim=1)], dim=1)  # (N, F + B)
+        return F.softplus(self.fc_nbr(summed) + self.fc_self(atom_fea))
+
+
+class GCNLayer(nn.Module):
+    r"""Graph convolution of Kipf & Welling (ICLR 2017) on the crystal graph.
+
+    .. math::
+
+        H' = g\big(\hat A H W + b\big), \qquad
+        \hat A_{ii} = \frac{1}{d_i}, \quad
+        \hat A_{ij} = \frac{w_{ij}}{\sqrt{d_i d_j}}, \quad
+        d_i = 1 + \textstyle\sum_j w_{ij}, \quad w_{ij} = 1 / r_{ij}
+
+    i.e. :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}` with the self-loops of Kipf & Welling and the
+    adjacency :math:`A_{ij} = w_{ij}` weighted by inverse distance (in 1/Angstrom) over the M
+    neighbour slots of atom ``i`` (padded slots, beyond the radius, have :math:`w_{ij} = 0`; a
+    neighbour met several times through periodic images adds up). :math:`g` = softplus. The
+    crystal graph is directed (``j`` is among the M nearest of ``i``, not necessarily the reverse),
+    so :math:`d_i` is the weighted out-degree. Bond lengths enter only through :math:`w_{ij}`; the
+    Gaussian features are not used. This is the plain graph convolution the CGCNN paper departs
+    from. ``fc`` holds :math:`W` and :math:`b`.
+
+    Parameters
+    ----------
+    atom_fea_len : int
+        F, width of the atom features.
+
+    Shapes
+    ------
+    atom_fea (N, F), nbr_weight (N, M), nbr_fea_idx (N, M) -> (N, F)
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = GCNLayer(atom_fea_len=8)
+    >>> weights = 1.0 / (2.0 + torch.rand(5, 12))
+    >>> layer(torch.randn(5, 8), weights, torch.randint(0, 5, (5, 12))).shape
+    torch.Size([5, 8])
+    """
+
+    def __init__(self, atom_fea_len: int) -> None:
+        super().__init__()
+        self.atom_fea_len = atom_fea_len
+        self.fc = nn.Linear(atom_fea_len, atom_fea_len)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero bias, as Kipf & Welling initialise them.
+
+        (PyTorch's default ``Linear`` initialisation shrinks the features threefold per layer,
+        on top of the neighbourhood averaging, and the network then barely trains.)
+        """
+        nn.init.xavier_uniform_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    @staticmethod
+    def edge_weights(distances: torch.Tensor, radius: float) -> torch.Tensor:
+        """:math:`w_{ij} = 1/r_{ij}` for slots within ``radius``, 0 for padded slots."""
+        inside = distances <= radius
+        return torch.where(inside, 1.0 / distances.clamp(min=1e-6), torch.zeros_like(distances))
+
+    def forward(
+        self, atom_fea: torch.Tensor, nbr_weight: torch.Tensor, nbr_fea_idx: torch.Tensor
+    ) -> torch.Tensor:
+        """One propagation step; see the class docstring for the equation."""
+        degree = 1.0 + nbr_weight.sum(dim=1)  # (N,)
+        inv_sqrt = degree.rsqrt()
+        projected = F.linear(atom_fea, self.fc.weight)  # H W, (N, F)
+        coef = nbr_weight * inv_sqrt.unsqueeze(1) * inv_sqrt[nbr_fea_idx]  # (N, M)
+        aggregated = projected / degree.unsqueeze(1) + (
+            coef.unsqueeze(-1) * projected[nbr_fea_idx]
+        ).sum(dim=1)
+        return F.softplus(aggregated + self.fc.bias)
+
+
+#: Convolutions available as ``CGCNN(conv=...)``.
+CONV_LAYERS = {"gated": ConvLayer, "simple": SimpleConvLayer, "gcn": GCNLayer}
+#: Read-outs available as ``CGCNN(readout=...)``.
+READOUTS = ("mean_embedding", "mean_output")
+
+
 class CGCNN(nn.Module):
     """Crystal Graph Convolutional Neural Network.
 
@@ -166,6 +322,14 @@ class CGCNN(nn.Module):
     dropout : float or None, default=None
         Dropout after ``conv_to_fc``; None means 0.5 for classification and none for regression,
         as in the reference.
+    conv : {"gated", "simple", "gcn"}, default="gated"
+        The convolution: the reference's gated one (:class:`ConvLayer`, the paper's Eq. 5), the
+        paper's simple one (:class:`SimpleConvLayer`, Eq. 4) or Kipf & Welling's graph
+        convolution with distance-weighted adjacency (:class:`GCNLayer`).
+    readout : {"mean_embedding", "mean_output"}, default="mean_embedding"
+        "mean_embedding": mean of the atom embeddings, then the head (the reference).
+        "mean_output": the head applied to every atom, then the mean of the atoms' outputs, so
+        that :meth:`atom_outputs` are exact additive (per-atom) contributions to the prediction.
 
     Examples
     --------
@@ -193,18 +357,31 @@ class CGCNN(nn.Module):
         radius: float = 8.0,
         gaussian_step: float = 0.2,
         dropout: float | None = None,
+        conv: str = "gated",
+        readout: str = "mean_embedding",
     ) -> None:
         super().__init__()
-        table = torch.as_tensor(np.asarray(atom_features, dtype=np.float32))
+        if conv not in CONV_LAYERS:
+            raise ValueError(f"conv must be one of {sorted(CONV_LAYERS)}, got {conv!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
+        self.conv = conv
+        self.readout = readout
+        table = torch.tensor(np.asarray(atom_features, dtype=np.float32))  # a copy: input may be read-only
         if table.ndim != 2:
             raise ValueError(f"atom_features must be 2-D (elements, features), got {table.ndim}-D")
         self.register_buffer("atom_features", table, persistent=False)
         self.classification = classification
         self.gaussians = GaussianExpansion(0.0, radius, gaussian_step)
         self.embedding = nn.Linear(table.shape[1], atom_fea_len)
-        self.convs = nn.ModuleList(
-            ConvLayer(atom_fea_len, self.gaussians.n_centers) for _ in range(n_conv)
-        )
+        self.radius = float(radius)
+        if conv == "gcn":
+            self.convs = nn.ModuleList(GCNLayer(atom_fea_len) for _ in range(n_conv))
+        else:
+            layer = CONV_LAYERS[conv]
+            self.convs = nn.ModuleList(
+                layer(atom_fea_len, self.gaussians.n_centers) for _ in range(n_conv)
+            )
         self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
         self.conv_to_fc_softplus = nn.Softplus()
         p = (0.5 if classification else 0.0) if dropout is None else dropout
@@ -222,7 +399,17 @@ class CGCNN(nn.Module):
             bias = self.embedding.bias
             weighted = batch.occupancies.unsqueeze(-1) * (element_rows - bias)[batch.atomic_numbers]
             atom_fea = weighted.sum(dim=1) + bias
+        if self.conv == "gcn":
+            weights = GCNLayer.edge_weights(batch.distances, self.radius)
+            for conv in self.convs:
+                atom_fea = conv(atom_fea, weights, batch.neighbor_indices)
+            return atom_fea
         nbr_fea = self.gaussians(batch.distances)
+        if self.conv == "simple":
+            mask = batch.distances <= self.radius
+            for conv in self.convs:
+                atom_fea = conv(atom_fea, nbr_fea, batch.neighbor_indices, mask)
+            return atom_fea
         for conv in self.convs:
             atom_fea = conv(atom_fea, nbr_fea, batch.neighbor_indices)
         return atom_fea
@@ -246,6 +433,19 @@ class CGCNN(nn.Module):
             hidden = softplus(fc(hidden))
         return self.fc_out(hidden)
 
+    def atom_outputs(self, batch: GraphBatch) -> torch.Tensor:
+        """The head applied to each atom's embedding, shape (N, n_outputs).
+
+        With ``readout="mean_output"`` the prediction of a crystal is exactly the mean of its
+        atoms' outputs (the paper's site energies). With the reference read-out
+        (``readout="mean_embedding"``) the head is applied to the mean embedding instead, and the
+        mean of these per-atom outputs differs from the prediction by the head's curvature (the
+        exact decomposition is then the one of :meth:`embed` into :meth:`atom_embeddings`).
+        """
+        return self.head(self.atom_embeddings(batch))
+
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """Predictions (regression values or classification logits), (n_crystals, n_outputs)."""
+        if self.readout == "mean_output":
+            return self.pool(self.atom_outputs(batch), batch)
         return self.head(self.embed(batch))

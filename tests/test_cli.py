@@ -1,0 +1,155 @@
+"""The ``skcgcnn`` command line."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from skcgcnn.cli import main
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REFERENCE = SHARED / "reference-cgcnn"
+FORMATION = REFERENCE / "pre-trained" / "formation-energy-per-atom.pth.tar"
+
+needs_reference = pytest.mark.skipif(
+    not REFERENCE.is_dir(), reason="../shared/reference-cgcnn is absent"
+)
+pytestmark = pytest.mark.filterwarnings("ignore:.*fractional coordinates.*")
+
+
+def _reference(name: str) -> pd.Series:
+    frame = pd.read_csv(REFERENCE / "predictions" / f"{name}.csv", dtype={"cif_id": str})
+    return frame.set_index("cif_id")["prediction"]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"id": str}).set_index("id")
+
+
+@needs_reference
+def test_predict_writes_the_reference_numbers(tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    status = main(["predict", str(FORMATION), str(REFERENCE / "sample-regression"),
+                   "-o", str(out)])
+    assert status == 0
+    assert "wrote 10 predictions" in capsys.readouterr().err
+    frame = pd.read_csv(out, dtype={"id": str})
+    assert list(frame.columns) == ["id", "prediction"]
+    expected = _reference("formation-energy-per-atom").loc[frame["id"]]
+    np.testing.assert_allclose(frame["prediction"], expected, rtol=0, atol=1e-5)
+
+
+@needs_reference
+def test_predict_classifier_and_bare_cif_folder(tmp_path):
+    # P(metal), as the original predict.py writes it
+    out = tmp_path / "metal.csv"
+    checkpoint = REFERENCE / "pre-trained" / "semi-metal-classification.pth.tar"
+    assert main(["predict", str(checkpoint), str(REFERENCE / "sample-classification"),
+                 "-o", str(out)]) == 0
+    got = _read(out)["prediction"]
+    np.testing.assert_allclose(got, _reference("semi-metal-classification").loc[got.index],
+                               atol=1e-5)
+    # a folder of CIFs without id_prop.csv (prediction needs no targets)
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for cif_id in ("1000041", "9012304"):
+        shutil.copy(REFERENCE / "sample-regression" / f"{cif_id}.cif", folder)
+    out = tmp_path / "bare.csv"
+    assert main(["predict", str(FORMATION), str(folder), "-o", str(out),
+                 "--atom-init", str(REFERENCE / "sample-regression" / "atom_init.json")]) == 0
+    got = _read(out)["prediction"]
+    np.testing.assert_allclose(got, _reference("formation-energy-per-atom").loc[got.index],
+                               atol=1e-5)
+
+
+@needs_reference
+def test_train_then_predict_with_our_models(tmp_path, capsys):
+    data = str(REFERENCE / "sample-regression")
+    model = tmp_path / "model.pth.tar"
+    assert main(["train", data, "-o", str(model), "--epochs", "3", "--n-conv", "1",
+                 "--val-fraction", "0", "--conv", "simple"]) == 0
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out and "saved the model" in captured.err  # progress shown
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(model), data, "-o", str(out)]) == 0
+    first = _read(out)["prediction"]
+    assert len(first) == 10 and np.isfinite(first).all()
+
+    # the same as a pickle, with a validation split
+    pickled = tmp_path / "model.joblib"
+    assert main(["train", data, "-o", str(pickled), "--epochs", "2", "--n-conv", "1",
+                 "--val-fraction", "0.2", "-q"]) == 0
+    assert main(["predict", str(pickled), data, "-o", str(out)]) == 0
+    assert len(_read(out)) == 10
+
+    # fine-tuning the original formation-energy model, its body frozen
+    tuned = tmp_path / "tuned.pth.tar"
+    assert main(["train", data, "-o", str(tuned), "--epochs", "2", "--val-fraction", "0",
+                 "--init-from", str(FORMATION), "--freeze", "-q"]) == 0
+    from skcgcnn.checkpoints import read_checkpoint
+
+    before = read_checkpoint(FORMATION)["state_dict"]
+    after = read_checkpoint(tuned)["state_dict"]
+    assert np.array_equal(after["convs.2.fc_full.weight"], before["convs.2.fc_full.weight"])
+    assert not np.array_equal(after["conv_to_fc.weight"], before["conv_to_fc.weight"])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_errors_are_reported(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "none.pth.tar"), str(tmp_path), "-o",
+                 str(tmp_path / "o.csv")]) == 1
+    assert "has neither id_prop.csv nor .cif files" in capsys.readouterr().err
+    cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cscl.to(filename=str(tmp_path / "cscl.cif"))
+    bad = tmp_path / "bad.pth.tar"
+    bad.write_bytes(b"\x00" * 100)
+    assert main(["predict", str(bad), str(tmp_path), "-o", str(tmp_path / "o.csv")]) == 1
+    assert "cannot be read as a CGCNN checkpoint" in capsys.readouterr().err
+    (tmp_path / "broken.cif").write_text("data_x\n")
+    assert main(["predict", str(bad), str(tmp_path), "-o", str(tmp_path / "o.csv")]) == 1
+    assert "could not read CIF" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing"), "-o", "m.pth.tar"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_help_and_models(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "predict" in text and "train" in text and "benchmark" in text
+    assert main([]) == 2
+    assert main(["models"]) == 0
+    assert "bulk-moduli" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--init-from" in capsys.readouterr().out
+
+
+def test_benchmark_is_dispatched(monkeypatch, capsys):
+    calls = []
+    fake = types.ModuleType("skcgcnn.benchmark")
+    fake.__spec__ = importlib.machinery.ModuleSpec("skcgcnn.benchmark", None)
+    fake.main = lambda argv: calls.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "skcgcnn.benchmark", fake)
+    assert main(["benchmark", "--task", "perovskites", "--help"]) == 0
+    assert calls == [["--task", "perovskites", "--help"]]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert main(["benchmark"]) == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_console_entry_point():
+    result = subprocess.run([sys.executable, "-m", "skcgcnn", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "usage: skcgcnn" in result.stdout

@@ -1,0 +1,91 @@
+"""Uncertainty from an ensemble of independently seeded CGCNN regressors, on real structures."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from pymatgen.core import Structure
+from shared_data import require_shared
+from sklearn.base import clone
+
+from skcgcnn import CGCNNRegressor
+from skcgcnn.ensemble import CGCNNEnsembleRegressor
+
+N_TRAIN = 100
+MEMBER = CGCNNRegressor(
+    module__atom_fea_len=16, module__n_conv=2, module__h_fea_len=16, batch_size=16, lr=0.005,
+    max_epochs=30, train_split=None, verbose=0,
+)
+
+
+@pytest.fixture(scope="module")
+def ensemble(perovskite_graphs):
+    graphs, y, _ = perovskite_graphs
+    return CGCNNEnsembleRegressor(MEMBER, n_estimators=3, random_state=0).fit(
+        graphs[:N_TRAIN], y[:N_TRAIN]
+    )
+
+
+def test_predict_with_std_is_the_members_mean_and_spread(ensemble, perovskite_graphs):
+    graphs, y, _ = perovskite_graphs
+    X = graphs[:N_TRAIN]
+    members = ensemble.predict_members(X)
+    assert members.shape == (3, N_TRAIN)
+    mean, std = ensemble.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, members.mean(axis=0))
+    np.testing.assert_allclose(std, members.std(axis=0))
+    np.testing.assert_array_equal(ensemble.predict(X), mean)
+    assert (std > 0).all()  # independently seeded networks disagree a little
+    assert len(set(ensemble.seeds_)) == 3
+    assert [m.random_state for m in ensemble.estimators_] == list(ensemble.seeds_)
+    # the members learned the data: the mean is much better than predicting the average
+    assert np.abs(mean - y[:N_TRAIN]).mean() < 0.5 * np.abs(y[:N_TRAIN] - y[:N_TRAIN].mean()).mean()
+
+
+def test_spread_is_larger_on_strained_perovskites(ensemble, perovskite_graphs):
+    """Out of distribution: the training cells expanded to 1.6 x their volume."""
+    _, _, structures = perovskite_graphs
+    strained = []
+    for structure in structures[:40]:
+        copy = structure.copy()
+        copy.scale_lattice(1.6 * structure.volume)
+        strained.append(copy)
+    _, std_train = ensemble.predict(structures[:40], return_std=True)
+    _, std_ood = ensemble.predict(strained, return_std=True)
+    assert np.median(std_ood) > 2 * np.median(std_train), (np.median(std_ood),
+                                                           np.median(std_train))
+
+
+def test_spread_is_larger_on_unrelated_crystals(ensemble, perovskite_graphs):
+    """Out of distribution: the reference CGCNN's sample COD crystals (other chemistries,
+    up to ~100 atoms per cell) against the 5-atom perovskites the ensemble was trained on."""
+    folder = require_shared("reference-cgcnn", "sample-regression")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crystals = [Structure.from_file(path) for path in sorted(folder.glob("*.cif"))]
+    graphs, _, _ = perovskite_graphs
+    _, std_train = ensemble.predict(graphs[:N_TRAIN], return_std=True)
+    _, std_ood = ensemble.predict(crystals, return_std=True)
+    assert np.median(std_ood) > 3 * np.median(std_train), (np.median(std_ood),
+                                                           np.median(std_train))
+
+
+def test_multi_target_and_reproducibility(perovskite_graphs):
+    graphs, y, _ = perovskite_graphs
+    X, targets = graphs[:40], np.column_stack([y[:40], 2 * y[:40]])
+    member = clone(MEMBER).set_params(max_epochs=2)
+    a = CGCNNEnsembleRegressor(member, n_estimators=2, random_state=1).fit(X, targets)
+    mean, std = a.predict(X, return_std=True)
+    assert mean.shape == std.shape == (40, 2)
+    b = CGCNNEnsembleRegressor(member, n_estimators=2, random_state=1).fit(X, targets)
+    np.testing.assert_array_equal(b.predict(X), mean)
+    assert clone(a).get_params()["estimator__module__n_conv"] == 2
+
+
+def test_ensemble_errors():
+    with pytest.raises(ValueError, match="n_estimators must be an int >= 2"):
+        CGCNNEnsembleRegressor(n_estimators=1).fit([], [])
+    with pytest.raises(TypeError, match="must be a CGCNNRegressor"):
+        CGCNNEnsembleRegressor(estimator=object()).fit([], [])
