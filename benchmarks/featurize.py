@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # per-core numbers: no BLAS/OpenMP threads
@@ -140,23 +141,62 @@ def agreement(report: Report, structures: list) -> None:
     ]))
 
 
-def n_jobs_table(report: Report, structures: list, repeats: int) -> float:
+def _cpu_seconds() -> dict[int, float]:
+    """CPU seconds used so far by this process and each of its children (the joblib workers)."""
+    import psutil
+
+    me = psutil.Process()
+    used = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            used[proc.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return used
+
+
+def n_jobs_table(report: Report, structures: list, repeats: int) -> tuple[float, float]:
+    """Wall-clock speed-up of n_jobs=2, and the speed-up its CPU use allows on two idle cores.
+
+    On a busy machine the wall-clock ratio understates scaling (the scheduler gives one session's
+    processes one fair share together), so the CPU seconds of the parent and of each worker are
+    recorded too: on two idle cores the run cannot take less than the busiest process's CPU time,
+    nor less than half of the total.
+    """
     one, two = CrystalGraphFeaturizer(n_jobs=1), CrystalGraphFeaturizer(n_jobs=2)
-    cold = interleaved({"n_jobs=2, first call (starts the workers)":
-                        lambda: two.featurize_many(structures)}, 1, warmup={})
-    times = interleaved(
-        {"n_jobs=1": lambda: one.featurize_many(structures),
-         "n_jobs=2": lambda: two.featurize_many(structures)},
-        repeats, warmup={},
-    )
-    base = median(times["n_jobs=1"].wall)
-    rows = [[name, median(t.wall), spread(t.wall), 1e3 * median(t.wall) / len(structures),
-             base / median(t.wall)] for name, t in {**cold, **times}.items()]
-    report(f"\n### CrystalGraphFeaturizer.featurize_many on {len(structures)} structures, "
-           f"median of {repeats} repeats (workers reused after the first call)\n")
-    report(table(["n_jobs", "seconds (wall)", "spread", "ms/structure", "speed-up vs n_jobs=1"],
-                 rows))
-    return base / median(times["n_jobs=2"].wall)
+    start = time.perf_counter()
+    two.featurize_many(structures)  # starts the workers
+    cold = time.perf_counter() - start
+    walls: dict[str, list[float]] = {"n_jobs=1": [], "n_jobs=2": []}
+    cpu1, bound2 = [], []
+    for _ in range(repeats):
+        for name, featurizer in (("n_jobs=1", one), ("n_jobs=2", two)):
+            before = _cpu_seconds()
+            start = time.perf_counter()
+            featurizer.featurize_many(structures)
+            walls[name].append(time.perf_counter() - start)
+            after = _cpu_seconds()
+            used = [after[pid] - before.get(pid, 0.0) for pid in after]
+            if name == "n_jobs=1":
+                cpu1.append(sum(used))
+            else:
+                bound2.append(max(max(used), sum(used) / 2))
+    n = len(structures)
+    base = median(walls["n_jobs=1"])
+    rows = [
+        ["n_jobs=2, first call (starts the workers)", cold, "", 1e3 * cold / n, base / cold, ""],
+        ["n_jobs=1", base, spread(walls["n_jobs=1"]), 1e3 * base / n, 1.0,
+         f"CPU {median(cpu1):.2f} s"],
+        ["n_jobs=2", median(walls["n_jobs=2"]), spread(walls["n_jobs=2"]),
+         1e3 * median(walls["n_jobs=2"]) / n, base / median(walls["n_jobs=2"]),
+         f"{median(cpu1) / median(bound2):.2f}x"],
+    ]
+    report(f"\n### CrystalGraphFeaturizer.featurize_many on {n} structures, median of {repeats} "
+           "repeats (workers reused after the first call)\n")
+    report(table(["n_jobs", "seconds (wall)", "spread", "ms/structure", "speed-up (wall)",
+                  "speed-up its CPU use allows on 2 idle cores"], rows))
+    return base / median(walls["n_jobs=2"]), median(cpu1) / median(bound2)
 
 
 def size_table(report: Report, base_structure, repeats: int) -> None:
@@ -190,8 +230,9 @@ def size_table(report: Report, base_structure, repeats: int) -> None:
     cost = np.array([r[3] for r in rows])
     big = sizes >= 16
     slope = np.polyfit(np.log(sizes[big]), np.log(cost[big]), 1)[0]
-    report(f"\n### Cost vs atoms per cell: supercells of {base_structure.composition.reduced_formula}"
-           f" ({len(base_structure)} atoms), ms per structure (CPU, median of {repeats})\n")
+    formula = base_structure.composition.reduced_formula
+    report(f"\n### Cost vs atoms per cell: supercells of {formula} ({len(base_structure)} atoms), "
+           f"ms per structure (CPU, median of {repeats})\n")
     report(table(["atoms", "original", "cgcnn2", "skcgcnn", "floor (search alone)",
                   "skcgcnn µs/atom", "original ÷ skcgcnn", "cgcnn2 ÷ skcgcnn"], rows))
     report(f"\nlog-log slope of skcgcnn's cost vs atoms from 16 to 200 atoms: {slope:.2f} "
@@ -216,7 +257,7 @@ def main() -> None:
     agreement(report, structures[: sizes[0]])
 
     many, _ = load_sample(1000 if args.quick else 4000, seed=1)
-    scaling = n_jobs_table(report, many, 3)
+    scaling, scaling_cpu = n_jobs_table(report, many, 3)
 
     all_structures, _ = load_sample()
     base = next(s for s in all_structures if len(s) == 2 and s.is_ordered)
@@ -230,7 +271,9 @@ def main() -> None:
         c2 = res["cgcnn2 0.6.0 fast path (get_neighbor_list + Python buckets)"]
         rows.append([f"{n} structures: skcgcnn vs original (CPU)", f"{orig / ours:.1f}x", ">= 40x"])
         rows.append([f"{n} structures: skcgcnn vs cgcnn2 (CPU)", f"{c2 / ours:.1f}x", ">= 3x"])
-    rows.append(["n_jobs=2 vs n_jobs=1 (wall)", f"{scaling:.2f}x", ">= 1.6x"])
+    rows.append(["n_jobs=2 vs n_jobs=1 (wall, this run)", f"{scaling:.2f}x", ">= 1.6x"])
+    rows.append(["n_jobs=2 vs n_jobs=1 (allowed by CPU use on 2 idle cores)", f"{scaling_cpu:.2f}x",
+                 ">= 1.6x"])
     report(table(["target", "measured", "goal"], rows))
     report.save()
 

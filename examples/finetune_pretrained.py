@@ -1,4 +1,4 @@
-"""Fine-tune the original CGCNN formation-energy model on a small dataset, versus training from scratch.
+"""Fine-tune the original CGCNN formation-energy model on a small dataset, versus from scratch.
 
 Transfer learning with a pretrained CGCNN: the network of Xie & Grossman trained on 28,046
 Materials Project formation energies is the starting point (``init_from=``) for a new, small

@@ -4,8 +4,8 @@
 """
 
 from .estimators import CGCNNClassifier, CGCNNRegressor
-from .featurizer import CrystalGraphFeaturizer
-from .graph import CrystalGraph, build_graph
+from .featurizer import CrystalGraphFeaturizer, FeaturizationError, StructureConversionWarning
+from .graph import CrystalGraph, GraphConstructionError, SparseNeighborWarning, build_graph
 
 __version__ = "0.1.0"
 
@@ -14,6 +14,10 @@ __all__ = [
     "CGCNNRegressor",
     "CrystalGraph",
     "CrystalGraphFeaturizer",
+    "FeaturizationError",
+    "GraphConstructionError",
+    "SparseNeighborWarning",
+    "StructureConversionWarning",
     "__version__",
     "build_graph",
 ]

@@ -33,7 +33,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matminer.featurizers.base import MultipleFeaturizer
+from matminer.featurizers.composition import ElementProperty
+from matminer.featurizers.structure import SineCoulombMatrix, StructureComposition
 from skorch.callbacks import Callback
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "PRESETS",
     "TASKS",
     "BudgetCosineLR",
+    "MagpieSCM",
     "TaskSpec",
     "load_task",
     "main",
@@ -232,19 +236,40 @@ class BudgetCosineLR(Callback):
 # ------------------------------------------------------------------------------------------
 
 
-def _magpie_scm_featurizer() -> Any:
-    from matminer.featurizers.base import MultipleFeaturizer
-    from matminer.featurizers.composition import ElementProperty
-    from matminer.featurizers.structure import SineCoulombMatrix, StructureComposition
+class MagpieSCM(MultipleFeaturizer):
+    """Magpie composition statistics + sine Coulomb matrix eigenvalues (matminer).
 
-    featurizer = MultipleFeaturizer([
-        StructureComposition(ElementProperty.from_preset("magpie", impute_nan=True)),
-        SineCoulombMatrix(flatten=True),
-    ])
-    featurizer.set_n_jobs(1)
-    for f in featurizer.featurizers:
-        f.set_n_jobs(1)
-    return featurizer
+    The features of Matbench's "RF-SCM/Magpie" baseline: ``ElementProperty.from_preset("magpie")``
+    on each structure's composition and the sorted eigenvalues of ``SineCoulombMatrix``
+    (zero-padded to the largest structure seen in ``fit``). A ``MultipleFeaturizer`` whose
+    ``n_jobs`` is a constructor parameter, so it survives ``clone`` (matminer's ``set_n_jobs``
+    does not; a cloned featurizer would start one process per CPU).
+
+    Parameters
+    ----------
+    n_jobs : int, default=1
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> features = MagpieSCM().fit([nacl])
+    >>> len(features.featurize(nacl)), len(features.feature_labels())
+    (134, 134)
+    """
+
+    def __init__(self, n_jobs: int = 1) -> None:
+        super().__init__([
+            StructureComposition(ElementProperty.from_preset("magpie")),
+            SineCoulombMatrix(flatten=True),
+        ])
+        self.set_n_jobs(n_jobs)
+        for featurizer in self.featurizers:
+            featurizer.set_n_jobs(n_jobs)
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The constructor parameters (only ``n_jobs``)."""
+        return {"n_jobs": self.n_jobs}
 
 
 def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "default",
@@ -299,7 +324,7 @@ def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "de
         forest = (RandomForestRegressor if kind == "regression" else RandomForestClassifier)(
             n_estimators=100, random_state=seed, n_jobs=1
         )
-        return make_pipeline(_magpie_scm_featurizer(), SimpleImputer(), forest)
+        return make_pipeline(MagpieSCM(n_jobs=1), SimpleImputer(), forest)
     raise ValueError(f"unknown model {name!r}; known: ['cgcnn', 'rf-magpie']")
 
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import pickle
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from joblib import Memory
 from joblib.func_inspect import filter_args
-from joblib.hashing import NumpyHasher
+from joblib.hashing import Hasher, NumpyHasher
 from pymatgen.core import IMolecule, IStructure, Lattice
 
 __all__ = ["StructureMemory", "content_hash"]
@@ -92,6 +93,22 @@ class _ContentHasher(NumpyHasher):
             inner.fast = True  # no memo: shared sub-objects are written out in full
             obj = (_by_content, inner.hash(content))
         super().save(obj)
+
+    def save_global(self, obj: Any, name: str | None = None, **kwargs: Any) -> None:
+        """Classes and functions by reference; by name when they cannot be found again, as in a
+        worker process that received a class of the parent's ``__main__`` by value."""
+        try:
+            pickle._Pickler.save_global(self, obj, name=name)
+        except pickle.PicklingError:
+            qualname = name or getattr(obj, "__qualname__", None) or repr(obj)
+            self.save((_by_content, "global", getattr(obj, "__module__", None), qualname))
+
+
+# joblib's dispatch table points at its own save_global; use the one above
+_ContentHasher.dispatch = {
+    kind: _ContentHasher.save_global if method is Hasher.save_global else method
+    for kind, method in NumpyHasher.dispatch.items()
+}
 
 
 def content_hash(obj: Any) -> str:

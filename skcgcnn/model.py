@@ -110,9 +110,9 @@ class ConvLayer(nn.Module):
     nbr_fea_len : int
         B, number of Gaussians per distance.
 
-    Shapes
-    ------
-    atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M) -> (N, F)
+    Notes
+    -----
+    Shapes: atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M) -> (N, F)
 
     Examples
     --------
@@ -175,9 +175,9 @@ class SimpleConvLayer(nn.Module):
     nbr_fea_len : int
         B, number of Gaussians per distance.
 
-    Shapes
-    ------
-    atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M), nbr_mask (N, M) bool -> (N, F)
+    Notes
+    -----
+    Shapes: atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M), nbr_mask (N, M) bool -> (N, F)
 
     Examples
     --------
@@ -240,9 +240,9 @@ class GCNLayer(nn.Module):
     atom_fea_len : int
         F, width of the atom features.
 
-    Shapes
-    ------
-    atom_fea (N, F), nbr_weight (N, M), nbr_fea_idx (N, M) -> (N, F)
+    Notes
+    -----
+    Shapes: atom_fea (N, F), nbr_weight (N, M), nbr_fea_idx (N, M) -> (N, F)
 
     Examples
     --------
@@ -367,7 +367,8 @@ class CGCNN(nn.Module):
             raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
         self.conv = conv
         self.readout = readout
-        table = torch.tensor(np.asarray(atom_features, dtype=np.float32))  # a copy: input may be read-only
+        # a copy: the input may be read-only (the cached built-in table is)
+        table = torch.tensor(np.asarray(atom_features, dtype=np.float32))
         if table.ndim != 2:
             raise ValueError(f"atom_features must be 2-D (elements, features), got {table.ndim}-D")
         self.register_buffer("atom_features", table, persistent=False)

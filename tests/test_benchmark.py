@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import require_shared
 from sklearn.model_selection import KFold
 
-from shared_data import require_shared
 from skcgcnn.benchmark import (
     TASKS,
     BudgetCosineLR,
@@ -155,6 +155,7 @@ def test_elastic_folds_are_matbench_kfold():
     X, y, folds, spec = load_task("elastic_log_gvrh", data)
     assert len(X) == 3191 and spec.folds == "kfold"
     expected = list(KFold(5, shuffle=True, random_state=18012019).split(X))
-    for (tr, te), (etr, ete) in zip(folds, expected):
-        np.testing.assert_array_equal(te, ete)
+    for (train, test), (expected_train, expected_test) in zip(folds, expected, strict=True):
+        np.testing.assert_array_equal(train, expected_train)
+        np.testing.assert_array_equal(test, expected_test)
     assert 1.5 < float(np.mean(y)) < 1.8  # log10(G_VRH / GPa)

@@ -103,6 +103,7 @@ def test_pipeline_memory_featurizes_the_same_structures_once(perovskites, tmp_pa
 # --------------------------------------------------------------------------- searches
 
 
+@pytest.mark.slow  # starting two loky workers (torch imports) dominates: ~15-30 s
 def test_grid_search_in_loky_workers_over_network_parameters(perovskites):
     """260 structures and 2 folds: each worker featurizes 130 structures with n_jobs=2, which is
     joblib's parallel path, nested inside a loky worker (no multiprocessing.Pool)."""
