@@ -24,8 +24,12 @@ demo: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n 2 --dist loadfile
 
+docs: $(VENV)/.installed-test
+	$(PIP) install --quiet -r docs/requirements.txt
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check skcgcnn tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo_output docs/_build
+	rm -rf $(VENV) build dist *.egg-info demo_output docs/_build docs/generated docs/auto_examples

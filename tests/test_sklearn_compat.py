@@ -20,6 +20,7 @@ import pytest
 import torch
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks, get_tags
 from sklearn.utils.class_weight import compute_class_weight
@@ -392,6 +393,19 @@ def test_sample_weight_changes_what_is_learned(perovskite_graphs):
     mae_ignore = np.abs(ignore_noise.predict(X[:100]) - clean[:100]).mean()
     mae_trust = np.abs(trust_noise.predict(X[:100]) - clean[:100]).mean()
     assert mae_ignore < 0.8 * mae_trust, (mae_ignore, mae_trust)
+
+
+def test_sample_weight_through_sklearn_tools(perovskite_graphs):
+    graphs, y, _ = perovskite_graphs
+    X, y = graphs[:60], y[:60]
+    weights = np.tile([1.0, 0.0], 30)
+    scores = cross_validate(_regressor(max_epochs=1), X, y, cv=KFold(2),
+                            params={"sample_weight": weights})["test_score"]
+    assert np.isfinite(scores).all()
+    # a Pipeline routes step__sample_weight; the zero-weight half does not move the fit
+    pipe = make_pipeline(CrystalGraphFeaturizer(), _regressor(max_epochs=1))
+    pipe.fit(X, y, cgcnnregressor__sample_weight=weights)
+    np.testing.assert_allclose(pipe[-1].y_mean_, y[::2].mean())
 
 
 def test_sample_weight_errors(perovskite_graphs):
