@@ -3,6 +3,8 @@
 >>> from skcgcnn import CrystalGraphFeaturizer, CGCNNRegressor, CGCNNClassifier
 """
 
+from .cache import StructureMemory, content_hash
+from .ensemble import CGCNNEnsembleRegressor
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .featurizer import CrystalGraphFeaturizer, FeaturizationError, StructureConversionWarning
 from .graph import CrystalGraph, GraphConstructionError, SparseNeighborWarning, build_graph
@@ -11,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CGCNNClassifier",
+    "CGCNNEnsembleRegressor",
     "CGCNNRegressor",
     "CrystalGraph",
     "CrystalGraphFeaturizer",
@@ -18,6 +21,8 @@ __all__ = [
     "GraphConstructionError",
     "SparseNeighborWarning",
     "StructureConversionWarning",
+    "StructureMemory",
     "__version__",
     "build_graph",
+    "content_hash",
 ]

@@ -1,4 +1,4 @@
-"""Shared fixtures: real structures from ../shared (skipped when absent) and the shipped demo data."""
+"""Shared fixtures: real structures from ../shared (skipped when absent), the demo data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from shared_data import DEMO_DATA, require_shared
 
 # One intra-op thread per test process: pytest-xdist runs one process per core, and OpenMP

@@ -6,10 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
+from shared_data import REFERENCE, require_shared
 
 from skcgcnn.graph import CrystalGraph, build_graph
-
-from shared_data import REFERENCE, require_shared
 
 
 def _reference_graph(cif_id: str):
