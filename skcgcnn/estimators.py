@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from copy import deepcopy
@@ -50,6 +51,8 @@ __all__ = ["CGCNNClassifier", "CGCNNRegressor", "GraphDataset"]
 
 #: Validation fraction of the default ``train_split="auto"``.
 VALID_FRACTION = 0.1
+
+_SEEDED_FIT_LOCK = threading.RLock()
 
 
 class GraphDataset(Dataset):
@@ -426,6 +429,9 @@ class _CGCNNMixin:
             kwargs.setdefault("pin_memory", True)
         if training:
             kwargs.setdefault("shuffle", True)
+        else:  # a DataLoader draws a base seed even unshuffled: keep the global RNG untouched,
+            # so predicting in one thread cannot shift a seeded fit running in another
+            kwargs.setdefault("generator", torch.Generator())
         if kwargs.get("batch_size", self.batch_size) == -1:
             kwargs["batch_size"] = len(dataset)
         kwargs.setdefault("batch_size", self.batch_size)
@@ -489,7 +495,11 @@ class _CGCNNMixin:
     def _seeded_fit_on_device(self, graphs: np.ndarray, y: np.ndarray, **fit_params: Any) -> Any:
         seed = _seed_from(self.random_state)
         devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        # torch has one global generator per process: seeded fits in threads of one process
+        # (joblib's threading backend, multi-threaded dask workers) take turns so each one
+        # sees only its own seed. Unseeded fits run concurrently.
+        lock = _SEEDED_FIT_LOCK if seed is not None else contextlib.nullcontext()
+        with lock, torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
             if not (self.warm_start and self.initialized_):

@@ -121,3 +121,23 @@ def test_verbose_zero_is_silent_and_one_prints(perovskite_graphs, capsys):
     assert capsys.readouterr().out == ""
     CGCNNRegressor(**{**FAST, "verbose": 1}).fit(graphs[:30], y[:30])
     assert "train_loss" in capsys.readouterr().out
+
+
+def test_seeded_fits_in_threads_are_reproducible(perovskite_graphs):
+    """torch's RNG is global: seeded fits (and predictions) running in threads must not mix."""
+    from joblib import Parallel, delayed, parallel_config
+
+    graphs, y, _ = perovskite_graphs
+    graphs, y = graphs[:40], y[:40]
+
+    def fit_predict(seed):
+        model = CGCNNRegressor(**{**FAST, "random_state": seed}).fit(graphs, y)
+        return model.predict(graphs)
+
+    seeds = (0, 1, 0, 1)
+    sequential = [fit_predict(seed) for seed in seeds]
+    with parallel_config(backend="threading", n_jobs=4):
+        threaded = Parallel()(delayed(fit_predict)(seed) for seed in seeds)
+    for a, b in zip(sequential, threaded):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(sequential[0], sequential[1])
