@@ -53,10 +53,13 @@ _HEAD_PREFIX = "fc_out."
 # ------------------------------------------------------------------------------- reading
 def _numpy_safe_globals() -> list[Any]:
     """The numpy objects a CGCNN checkpoint may hold (a float64 scalar for ``best_mae_error``)."""
-    core = getattr(np, "_core", None) or np.core
-    allowed: list[Any] = [(core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype]
-    if core is not getattr(np, "core", None):
-        allowed.append(core.multiarray.scalar)
+    core = getattr(np, "_core", None)
+    if core is None:  # numpy < 2
+        core = np.core
+    scalar = core.multiarray.scalar
+    # the original files name it numpy.core.multiarray.scalar; files written with numpy >= 2
+    # name it numpy._core.multiarray.scalar
+    allowed: list[Any] = [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
         allowed += [getattr(dtypes, name) for name in ("Float64DType", "Float32DType",
