@@ -4,6 +4,7 @@
 """
 
 from .cache import StructureMemory, content_hash
+from .checkpoints import load_checkpoint, save_checkpoint
 from .ensemble import CGCNNEnsembleRegressor
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .featurizer import CrystalGraphFeaturizer, FeaturizationError, StructureConversionWarning
@@ -25,4 +26,6 @@ __all__ = [
     "__version__",
     "build_graph",
     "content_hash",
+    "load_checkpoint",
+    "save_checkpoint",
 ]
