@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from copy import deepcopy
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
-from pymatgen.core import Structure
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import TransformerTags, check_random_state
+from sklearn.utils import TransformerTags
 from sklearn.utils.class_weight import compute_class_weight
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import (
     Callback,
-    Checkpoint,
-    EarlyStopping,
     EpochScoring,
     LoadInitState,
     LRScheduler,
@@ -41,7 +35,16 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
+from ._validation import (
+    _check_sample_weight,
+    _entries,
+    _is_missing,
+    _positive_int,
+    _resolve_device,
+    _seed_from,
+)
 from .batch import GraphBatch, collate
+from .callbacks import EarlyStoppingIfValidated, StopOnNonFiniteLoss
 from .elements import resolve_atom_features
 from .featurizer import CrystalGraphFeaturizer, _is_structure_like
 from .graph import CrystalGraph
@@ -102,182 +105,14 @@ def _collate(samples: Sequence) -> tuple[GraphBatch, Any]:
     return collate(samples)
 
 
-def _check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
-    """Validate ``sample_weight``: finite, non-negative, shape (n_samples,), not all zero."""
-    weight = np.asarray(sample_weight, dtype=np.float64)
-    if weight.ndim == 0:
-        weight = np.full(n_samples, float(weight))
-    if weight.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight must have shape ({n_samples},) like X, got {weight.shape}"
-        )
-    if not np.isfinite(weight).all() or (weight < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
-    if not weight.sum() > 0:
-        raise ValueError("sample_weight sums to zero: no sample would be learned from")
-    return weight
-
-
-class StopOnNonFiniteLoss(Callback):
-    """Stop training with a clear error when the training loss becomes NaN or infinite."""
-
-    def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        loss = net.history[-1].get("train_loss", 0.0)
-        if not math.isfinite(loss):
-            epoch = net.history[-1]["epoch"]
-            raise FloatingPointError(
-                f"training loss became {loss} at epoch {epoch}; lower the learning rate "
-                "(lr), check the targets for extreme values, or use gradient clipping"
-            )
-
-
-class EarlyStoppingIfValidated(EarlyStopping):
-    """skorch's ``EarlyStopping`` that does nothing when there is no validation data."""
-
-    def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        if self.monitor in net.history[-1]:
-            super().on_epoch_end(net, **kwargs)
-
-    def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
-        """Reset, then replay the recorded scores of a resumed run (warm start, checkpoint).
-
-        Patience and the best score carry over. Best weights carry over when they are still in
-        memory (same process) or when the last recorded epoch was the best one (its weights are
-        the ones just loaded); otherwise only epochs from now on can be restored.
-        """
-        previous_best = (
-            getattr(self, "best_model_weights_", None), getattr(self, "best_epoch_", None)
-        )
-        super().on_train_begin(net, **kwargs)
-        rows = [row for row in net.history if self.monitor in row]
-        for row in rows:
-            if self._is_score_improved(row[self.monitor]):
-                self.misses_ = 0
-                self.dynamic_threshold_ = self._calc_new_threshold(row[self.monitor])
-                self.best_epoch_ = row["epoch"]
-            else:
-                self.misses_ += 1
-        if not rows or not self.load_best:
-            return
-        self.misses_ = min(self.misses_, max(self.patience - 1, 0))
-        if previous_best[0] is not None and previous_best[1] == self.best_epoch_:
-            self.best_model_weights_ = previous_best[0]
-        elif self.best_epoch_ == net.history[-1]["epoch"]:
-            self.best_model_weights_ = deepcopy(net.module_.state_dict())
-
-    def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        if self.load_best and self.best_model_weights_ is not None:
-            super().on_train_end(net, **kwargs)
-        elif (
-            self.load_best
-            and 0 < getattr(self, "best_epoch_", 0) < len(net.history)
-            and not any(isinstance(cb, Checkpoint) and cb.load_best for _, cb in net.callbacks_)
-        ):
-            warnings.warn(
-                f"the best epoch ({self.best_epoch_}) came before the checkpoint training was "
-                "resumed from, and its weights are not in memory: keeping the last epoch's "
-                "weights (add Checkpoint(monitor='valid_loss_best', load_best=True) to restore "
-                "them)",
-                UserWarning,
-                stacklevel=2,
-            )
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     """Torch seed of one epoch of a seeded fit: the same whether or not training was resumed."""
     return int(np.random.SeedSequence([seed % 2**32, epoch]).generate_state(1)[0])
 
 
-def _positive_int(value: Any) -> int:
-    """``value`` as an int >= 1, or 1 when it is not a usable number (fit reports those)."""
-    try:
-        return max(int(value), 1)
-    except (TypeError, ValueError, OverflowError):
-        return 1
-
-
-def _resolve_device(device: Any) -> Any:
-    """The device ``device="auto"`` stands for: ``"cuda"`` when CUDA is available, else
-    ``"mps"`` (Apple silicon) when available, else ``"cpu"``. Other values are returned as given.
-
-    Examples
-    --------
-    >>> _resolve_device("cpu")
-    'cpu'
-    >>> _resolve_device("auto") in {"cuda", "mps", "cpu"}
-    True
-    """
-    if not (isinstance(device, str) and device == "auto"):
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _seed_from(random_state: Any) -> int | None:
-    """An int seed from a ``random_state`` parameter (None stays None)."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, numbers.Integral):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-
-
-def _entries(X: Any) -> list[Any]:
-    """The samples of X as a list, from a list, array, Series or one-column DataFrame."""
-    if X is None:
-        raise ValueError("X is None; expected a sequence of pymatgen Structures or CrystalGraphs")
-    if sp.issparse(X):
-        raise TypeError(
-            "sparse input is not supported: X must be a sequence of Structures or CrystalGraphs"
-        )
-    if isinstance(X, Dataset):  # e.g. skorch's validation Subset, scored by EpochScoring
-        X = [X[i][0] for i in range(len(X))]
-    if isinstance(X, (Structure, CrystalGraph)):
-        raise ValueError(
-            f"X is a single {type(X).__name__}; pass a sequence of them, e.g. [structure]"
-        )
-    if isinstance(X, pd.DataFrame):
-        if X.shape[1] == 1:
-            X = X.iloc[:, 0]
-        elif "crystal_graph" in X.columns:
-            X = X["crystal_graph"]
-        elif "structure" in X.columns:
-            X = X["structure"]
-        else:
-            raise ValueError(
-                "X is a DataFrame with several columns and no 'crystal_graph' or 'structure' "
-                f"column: {list(X.columns)[:10]}"
-            )
-    if isinstance(X, pd.Series):
-        X = X.to_numpy()
-    if isinstance(X, np.ndarray):
-        if X.ndim == 2 and X.shape[1] == 1:
-            X = X[:, 0]
-        if X.ndim != 1:
-            raise ValueError(
-                f"X must be 1-D (one structure or graph per sample), got shape {X.shape}"
-            )
-    elif not isinstance(X, Sequence) or isinstance(X, (str, bytes)):
-        raise ValueError(
-            f"X must be a sequence of Structures or CrystalGraphs, got {type(X).__name__}"
-        )
-    entries = [x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x for x in X]
-    if not entries:
-        raise ValueError("X is empty: at least one sample is required")
-    return entries
-
-
 def _encoded_accuracy(net: Any, X: Any, y: Any) -> float:
     """Validation accuracy on the encoded labels skorch holds (``predict`` returns user labels)."""
     return float(np.mean(net.predict_proba(X).argmax(axis=1) == np.asarray(y)))
-
-
-def _is_missing(entry: Any) -> bool:
-    return isinstance(entry, float) and math.isnan(entry)
 
 
 class _CGCNNMixin:

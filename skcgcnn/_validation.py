@@ -1,0 +1,121 @@
+"""Input validation shared by the estimators (private)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from pymatgen.core import Structure
+from sklearn.utils import check_random_state
+from torch.utils.data import Dataset
+
+from .graph import CrystalGraph
+
+
+def _check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """Validate ``sample_weight``: finite, non-negative, shape (n_samples,), not all zero."""
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.ndim == 0:
+        weight = np.full(n_samples, float(weight))
+    if weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) like X, got {weight.shape}"
+        )
+    if not np.isfinite(weight).all() or (weight < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not weight.sum() > 0:
+        raise ValueError("sample_weight sums to zero: no sample would be learned from")
+    return weight
+
+
+def _positive_int(value: Any) -> int:
+    """``value`` as an int >= 1, or 1 when it is not a usable number (fit reports those)."""
+    try:
+        return max(int(value), 1)
+    except (TypeError, ValueError, OverflowError):
+        return 1
+
+
+def _resolve_device(device: Any) -> Any:
+    """The device ``device="auto"`` stands for: ``"cuda"`` when CUDA is available, else
+    ``"mps"`` (Apple silicon) when available, else ``"cpu"``. Other values are returned as given.
+
+    Examples
+    --------
+    >>> _resolve_device("cpu")
+    'cpu'
+    >>> _resolve_device("auto") in {"cuda", "mps", "cpu"}
+    True
+    """
+    if not (isinstance(device, str) and device == "auto"):
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _seed_from(random_state: Any) -> int | None:
+    """An int seed from a ``random_state`` parameter (None stays None)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _entries(X: Any) -> list[Any]:
+    """The samples of X as a list, from a list, array, Series or one-column DataFrame."""
+    if X is None:
+        raise ValueError("X is None; expected a sequence of pymatgen Structures or CrystalGraphs")
+    if sp.issparse(X):
+        raise TypeError(
+            "sparse input is not supported: X must be a sequence of Structures or CrystalGraphs"
+        )
+    if isinstance(X, Dataset):  # e.g. skorch's validation Subset, scored by EpochScoring
+        X = [X[i][0] for i in range(len(X))]
+    if isinstance(X, (Structure, CrystalGraph)):
+        raise ValueError(
+            f"X is a single {type(X).__name__}; pass a sequence of them, e.g. [structure]"
+        )
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] == 1:
+            X = X.iloc[:, 0]
+        elif "crystal_graph" in X.columns:
+            X = X["crystal_graph"]
+        elif "structure" in X.columns:
+            X = X["structure"]
+        else:
+            raise ValueError(
+                "X is a DataFrame with several columns and no 'crystal_graph' or 'structure' "
+                f"column: {list(X.columns)[:10]}"
+            )
+    if isinstance(X, pd.Series):
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(
+                f"X must be 1-D (one structure or graph per sample), got shape {X.shape}"
+            )
+    elif not isinstance(X, Sequence) or isinstance(X, (str, bytes)):
+        raise ValueError(
+            f"X must be a sequence of Structures or CrystalGraphs, got {type(X).__name__}"
+        )
+    entries = [x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x for x in X]
+    if not entries:
+        raise ValueError("X is empty: at least one sample is required")
+    return entries
+
+
+def _is_missing(entry: Any) -> bool:
+    return isinstance(entry, float) and math.isnan(entry)
