@@ -146,9 +146,15 @@ class ConvLayer(nn.Module):
         weight = self.fc_full.weight
         self_term = F.linear(atom_fea, weight[:, :width], self.fc_full.bias)  # (N, 2F)
         nbr_term = F.linear(atom_fea, weight[:, width : 2 * width])  # (N, 2F)
-        edge_term = F.linear(nbr_fea, weight[:, 2 * width :])  # (N, M, 2F)
-        gated = edge_term + nbr_term[nbr_fea_idx] + self_term.unsqueeze(1)
-        gated = _batch_norm(self.bn1, gated.view(-1, 2 * width)).view(n_atoms, n_nbr, 2 * width)
+        atom_terms = nbr_term.index_select(0, nbr_fea_idx.reshape(-1)).view(n_atoms, n_nbr, -1)
+        atom_terms = atom_terms + self_term.unsqueeze(1)  # (N, M, 2F)
+        # + the edge term u_ij W_c, fused into one matrix multiply-add over the N*M edges
+        gated = torch.addmm(
+            atom_terms.view(-1, 2 * width),
+            nbr_fea.reshape(-1, nbr_fea.shape[-1]),
+            weight[:, 2 * width :].t(),
+        )
+        gated = _batch_norm(self.bn1, gated).view(n_atoms, n_nbr, 2 * width)
         nbr_filter, nbr_core = gated.chunk(2, dim=2)
         summed = (torch.sigmoid(nbr_filter) * F.softplus(nbr_core)).sum(dim=1)
         return F.softplus(atom_fea + _batch_norm(self.bn2, summed))
