@@ -19,3 +19,13 @@ def require_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available (../shared is only beside the developers' checkout)")
     return path
+
+#: A small network for tests that check behaviour, not accuracy.
+TINY = {
+    "module__atom_fea_len": 16,
+    "module__n_conv": 1,
+    "module__h_fea_len": 16,
+    "batch_size": 32,
+    "verbose": 0,
+    "random_state": 0,
+}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 from scipy.stats import loguniform, randint
+from shared_data import TINY
 from sklearn.base import clone
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.frozen import FrozenEstimator
@@ -28,14 +29,6 @@ import skcgcnn.featurizer
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphFeaturizer
 from skcgcnn.cache import StructureMemory, content_hash
 
-TINY = {
-    "module__atom_fea_len": 16,
-    "module__n_conv": 1,
-    "module__h_fea_len": 16,
-    "batch_size": 32,
-    "verbose": 0,
-    "random_state": 0,
-}
 #: Matbench's regression folds (KFold(5, shuffle=True, random_state=18012019)).
 MATBENCH_KFOLD = KFold(5, shuffle=True, random_state=18012019)
 

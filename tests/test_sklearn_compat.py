@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from shared_data import TINY
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, cross_validate
@@ -28,16 +29,6 @@ from skorch.callbacks import Checkpoint, EarlyStopping, LoadInitState, LRSchedul
 
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphFeaturizer
 from skcgcnn.ensemble import CGCNNEnsembleRegressor
-
-#: A small network: the tests check behaviour, not accuracy.
-TINY = {
-    "module__atom_fea_len": 16,
-    "module__n_conv": 1,
-    "module__h_fea_len": 16,
-    "batch_size": 32,
-    "verbose": 0,
-    "random_state": 0,
-}
 
 
 def _regressor(**params):
