@@ -658,7 +658,8 @@ def summary_table(task: str, results_dir: str | os.PathLike[str] | None = None,
     rows = pd.read_csv(csv)
     metric = "mae" if spec.kind == "regression" else "roc_auc"
     anchors = ANCHORS.get(spec.anchor, {})
-    published = _leaderboard_folds(Path(data_dir) if data_dir else None, spec.anchor)
+    published = ({} if spec.folds == "kfold"  # other data, other folds: no per-fold match
+                 else _leaderboard_folds(Path(data_dir) if data_dir else None, spec.anchor))
     fmt = "{:.4f}".format
     lines = [
         f"### {spec.name} ({metric.upper()}{', ' + spec.unit if spec.unit else ''})",
