@@ -25,12 +25,33 @@ _MIN_CHUNK = 64
 
 
 class FeaturizationError(ValueError):
-    """A structure could not be featurized; the message names its position and the reason."""
+    """A structure could not be featurized; the message names its position and the reason.
+
+    Examples
+    --------
+    >>> try:
+    ...     CrystalGraphFeaturizer().featurize_many(["Fe2O3"])
+    ... except FeaturizationError as error:
+    ...     print(str(error).split(":")[0])
+    entry 0
+    """
 
 
 class StructureConversionWarning(UserWarning):
     """A non-periodic input (a pymatgen ``Molecule``, an ASE ``Atoms`` without periodic
-    boundaries) was placed in a periodic box so that it can be featurized."""
+    boundaries) was placed in a periodic box so that it can be featurized.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from pymatgen.core import Molecule
+    >>> water = Molecule(["O", "H", "H"], [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = CrystalGraphFeaturizer().featurize_many([water])
+    >>> any(issubclass(w.category, StructureConversionWarning) for w in caught)
+    True
+    """
 
 
 def _is_ase_atoms(entry: Any) -> bool:

@@ -39,11 +39,34 @@ MAX_ATOMIC_NUMBER = 100
 
 
 class GraphConstructionError(ValueError):
-    """A structure cannot be turned into a crystal graph (the message says why)."""
+    """A structure cannot be turned into a crystal graph (the message says why).
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> twin = Structure(Lattice.cubic(3.0), ["Fe", "Fe"], [[0, 0, 0], [0, 0, 0]])
+    >>> try:
+    ...     build_graph(twin)
+    ... except GraphConstructionError as error:
+    ...     print("overlap" in str(error))
+    True
+    """
 
 
 class SparseNeighborWarning(UserWarning):
-    """Some atoms have fewer than ``max_num_nbr`` neighbours within the radius and were padded."""
+    """Some atoms have fewer than ``max_num_nbr`` neighbours within the radius and were padded.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from pymatgen.core import Lattice, Structure
+    >>> lone = Structure(Lattice.cubic(20.0), ["Xe"], [[0, 0, 0]])  # no neighbour within 8 A
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = build_graph(lone)
+    >>> any(issubclass(w.category, SparseNeighborWarning) for w in caught)
+    True
+    """
 
 
 class CrystalGraph:
