@@ -1,6 +1,7 @@
 """Matbench benchmark: CGCNN next to the RF-SCM/Magpie baseline on the official folds.
 
-A thin wrapper around :func:`skcgcnn.benchmark.main` (the same as ``skcgcnn benchmark``). Per-fold
+A thin wrapper around :func:`skcgcnn.benchmark.main` (the same as ``skcgcnn benchmark`` with
+``--results benchmarks/results`` unless ``--results`` is given). Per-fold
 rows are appended to ``benchmarks/results/<task>.csv`` (folds already there for the same settings
 are skipped), predictions and training histories are saved beside it, and the plots and the
 table with the published Matbench v0.1 numbers are (re)drawn at the end. Examples, from the
@@ -24,8 +25,14 @@ See ``docs/benchmarks.md`` for the results and the command behind each row.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from skcgcnn.benchmark import main
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    argv = sys.argv[1:]
+    if not any(a == "--results" or a.startswith("--results=") for a in argv):
+        argv += ["--results", str(RESULTS)]
+    sys.exit(main(argv))

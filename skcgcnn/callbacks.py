@@ -1,8 +1,13 @@
-"""Training callbacks the estimators add to skorch's defaults."""
+"""Training callbacks: those the estimators add to skorch's defaults, and a time-budget LR schedule.
+
+:class:`BudgetCosineLR` is used by the benchmark runner's ``budget`` recipe
+(:mod:`skcgcnn.benchmark`) and works with any estimator of the package.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from copy import deepcopy
 from typing import Any
@@ -10,7 +15,7 @@ from typing import Any
 from skorch import NeuralNet
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
-__all__ = ["EarlyStoppingIfValidated", "StopOnNonFiniteLoss"]
+__all__ = ["BudgetCosineLR", "EarlyStoppingIfValidated", "StopOnNonFiniteLoss"]
 
 
 class StopOnNonFiniteLoss(Callback):
@@ -96,3 +101,77 @@ class EarlyStoppingIfValidated(EarlyStopping):
                 UserWarning,
                 stacklevel=2,
             )
+
+
+class BudgetCosineLR(Callback):
+    """Cosine learning-rate decay over epochs *or* wall-clock time, whichever runs out first.
+
+    The learning rate at each batch is ``lr * (1 + cos(pi * p)) / 2`` with the progress
+    ``p = max(epochs_done / max_epochs, elapsed / time_budget)``; training stops after the epoch
+    at which ``p`` reaches 1. With ``time_budget=None`` this is the usual per-batch cosine
+    schedule over ``max_epochs``. Use it instead of the estimator's ``lr_scheduler`` callback
+    (``callbacks__lr_scheduler=None``).
+
+    Parameters
+    ----------
+    time_budget : float or None, default=None
+        Seconds of training allowed (measured from the start of ``fit``).
+    min_lr_fraction : float, default=0.0
+        Floor of the learning rate, as a fraction of the initial one.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn import CGCNNRegressor
+    >>> from skcgcnn.callbacks import BudgetCosineLR
+    >>> X = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    ...      for a in (4.0, 4.1, 4.2, 4.3, 4.4, 4.5)]
+    >>> reg = CGCNNRegressor(max_epochs=4, random_state=0, verbose=0, train_split=None,
+    ...                      callbacks=[("budget_lr", BudgetCosineLR(time_budget=60))],
+    ...                      callbacks__lr_scheduler=None).fit(X, [1, 2, 3, 4, 5, 6.0])
+    >>> len(reg.history)
+    4
+    """
+
+    def __init__(self, time_budget: float | None = None, min_lr_fraction: float = 0.0) -> None:
+        self.time_budget = time_budget
+        self.min_lr_fraction = min_lr_fraction
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        self.start_ = time.perf_counter()
+        self.lr0_ = float(net.lr)
+        self.net_max_epochs_ = net.max_epochs
+        self.epochs_done_ = 0
+        self.batches_per_epoch_: int | None = None
+        self.batch_ = 0
+
+    def _progress(self, epoch_fraction: float) -> float:
+        p = epoch_fraction / max(int(self.net_max_epochs_), 1)
+        if self.time_budget:
+            p = max(p, (time.perf_counter() - self.start_) / float(self.time_budget))
+        return min(p, 1.0)
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        self.batch_ = 0
+
+    def on_batch_begin(self, net: Any, batch: Any = None, training: bool = False,
+                       **kwargs: Any) -> None:
+        if not training:
+            return
+        fraction = self.batch_ / self.batches_per_epoch_ if self.batches_per_epoch_ else 0.0
+        p = self._progress(self.epochs_done_ + min(fraction, 1.0))
+        floor = self.min_lr_fraction
+        lr = self.lr0_ * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+        net.history.record("lr", lr)
+        self.batch_ += 1
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        self.batches_per_epoch_ = self.batch_ or self.batches_per_epoch_
+        self.epochs_done_ += 1
+        if self._progress(self.epochs_done_) >= 1.0 and self.epochs_done_ < net.max_epochs:
+            if net.verbose:
+                print(f"Stopping: time budget of {self.time_budget:g} s used after "
+                      f"{self.epochs_done_} epochs.")
+            raise KeyboardInterrupt

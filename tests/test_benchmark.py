@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import math
+import json
+import multiprocessing
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
-from shared_data import require_shared
+from shared_data import ROOT, require_shared
 from sklearn.model_selection import KFold
 
+import skcgcnn
 from skcgcnn.benchmark import (
+    LEADERBOARD_FILE,
     TASKS,
     BudgetCosineLR,
     load_task,
@@ -21,6 +26,7 @@ from skcgcnn.benchmark import (
     run_benchmark,
     summary_table,
 )
+from skcgcnn.benchmark.runner import _append_row
 
 N = 40  # demo perovskites used by the fast runs
 
@@ -63,6 +69,10 @@ def test_rows_resume_and_plots(tiny_task, tmp_path):
     np.testing.assert_array_equal(pred["position"], tiny_task[2][0][1])
     np.testing.assert_allclose(np.abs(pred["y_true"] - pred["y_pred"]).mean(),
                                rows.loc[0, "mae"], rtol=1e-4)
+    # the saved history has one entry per epoch and the target scale of the fitted model
+    history = json.loads(next((tmp_path / "matbench_perovskites_history").glob("*.json"))
+                         .read_text())
+    assert len(history["epochs"]) == 2 and history["y_scale"] > 0
 
     # resuming: fold 0 is skipped for both models, fold 1 is added
     again = _run(tiny_task, tmp_path, models=("cgcnn", "rf-magpie"), folds=[0, 1])
@@ -84,9 +94,75 @@ def test_rows_resume_and_plots(tiny_task, tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
+    # the table: one line per (model, settings); the bold mean is the mean of that model's rows
     table = summary_table("matbench_perovskites", tmp_path)
-    assert "| cgcnn |" in table and "| rf-magpie |" in table
-    assert "0.0452" in table and "0.2355" in table  # the published anchors
+    assert len(table.splitlines()) > 3
+    for (model, sid), group in rows.groupby(["model", "settings_id"]):
+        line = next(ln for ln in table.splitlines() if f"({sid})" in ln)
+        assert line.startswith(f"| {model} |")
+        assert f"**{group['mae'].mean():.4f}**" in line
+
+
+def test_table_averages_published_scores_over_the_same_folds(tiny_task, tmp_path):
+    """With a leaderboard file, the published per-fold numbers of the folds run are averaged."""
+    _run(tiny_task, tmp_path, models=("rf-magpie",), folds=[1])
+    entries = [
+        {"benchmark": "matbench_v0.1_cgcnnv2019", "task": "matbench_perovskites",
+         "scores": {"mae": {"folds": [0.10, 0.30, 0.50, 0.70, 0.90]}}},
+        {"benchmark": "matbench_v0.1_rf", "task": "matbench_perovskites",
+         "scores": {"mae": {"folds": [1.0, 2.0, 3.0, 4.0, 5.0]}}},
+        {"benchmark": "matbench_v0.1_rf", "task": "matbench_dielectric",
+         "scores": {"mae": {"folds": [9.0] * 5}}},
+    ]
+    (tmp_path / LEADERBOARD_FILE).write_text(json.dumps({"entries": entries}))
+    line = next(ln for ln in summary_table("matbench_perovskites", tmp_path, tmp_path)
+                .splitlines() if ln.startswith("| rf-magpie |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3] == "1"  # the fold run
+    assert cells[6:8] == ["0.3000", "2.0000"]  # published CGCNN and RF on fold 1 only
+    # without the file, no per-fold published numbers
+    line = next(ln for ln in summary_table("matbench_perovskites", tmp_path).splitlines()
+                if ln.startswith("| rf-magpie |"))
+    assert [c.strip() for c in line.strip("|").split("|")][6:8] == ["-", "-"]
+
+
+def test_results_go_to_the_current_directory_by_default(tiny_task, tmp_path, monkeypatch):
+    package = ROOT / "skcgcnn"
+    before = {p for p in package.rglob("*") if "__pycache__" not in p.parts}
+    monkeypatch.chdir(tmp_path)
+    _run(tiny_task, None, models=("rf-magpie",), folds=[0])
+    assert (tmp_path / "matbench_perovskites.csv").is_file()
+    assert (tmp_path / "matbench_perovskites_predictions").is_dir()
+    assert summary_table("matbench_perovskites").startswith("### matbench_perovskites")
+    after = {p for p in package.rglob("*") if "__pycache__" not in p.parts}
+    assert after == before  # nothing written into the package's source tree
+
+
+def _append_rows(csv, worker, n):
+    for i in range(n):
+        _append_row(csv, {"task": "t", "worker": worker, "i": i, "mae": worker + i / 100})
+
+
+def test_concurrent_appends_keep_every_row_and_one_header(tmp_path):
+    csv = tmp_path / "t.csv"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_rows, args=(csv, w, 25)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    rows = pd.read_csv(csv)
+    assert list(rows.columns) == ["task", "worker", "i", "mae"]
+    assert len(rows) == 75
+    assert sorted(zip(rows["worker"], rows["i"])) == [(w, i) for w in range(3) for i in range(25)]
+
+
+def test_appended_row_follows_existing_column_order(tmp_path):
+    csv = tmp_path / "t.csv"
+    _append_row(csv, {"a": 1, "b": 2})
+    _append_row(csv, {"b": 4, "a": 3, "extra": 5})  # columns of the file win
+    assert pd.read_csv(csv).to_dict("list") == {"a": [1, 3], "b": [2, 4]}
 
 
 def test_classification_rows(tiny_task, tmp_path):
@@ -137,6 +213,28 @@ def test_cli_errors_and_table(tmp_path, capsys):
     assert "no results yet" in capsys.readouterr().out
 
 
+def test_cli_plots_without_matplotlib(tiny_task, tmp_path, monkeypatch, capsys):
+    _run(tiny_task, tmp_path, models=("rf-magpie",), folds=[0])
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # import fails
+    argv = ["matbench_perovskites", "--data", str(tmp_path), "--results", str(tmp_path)]
+    assert main([*argv, "--table", "--plots"]) == 2  # plots asked for: an error
+    assert "pip install skcgcnn[plot]" in capsys.readouterr().err
+    assert main([*argv, "--table"]) == 0  # no plots asked for: the table alone
+    assert "| rf-magpie |" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_old_import_paths_and_module_entry_point():
+    from skcgcnn.callbacks import BudgetCosineLR as moved
+
+    assert BudgetCosineLR is moved
+    assert skcgcnn.benchmark.MagpieSCM.__module__ == "skcgcnn.benchmark.models"
+    out = subprocess.run([sys.executable, "-m", "skcgcnn.benchmark", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "matbench_perovskites" in out.stdout
+    assert "default: the current directory" in " ".join(out.stdout.split())
+
+
 @pytest.mark.slow
 def test_official_perovskite_folds():
     data = require_shared("datasets")
@@ -146,16 +244,21 @@ def test_official_perovskite_folds():
     for train, test in folds:
         assert len(train) + len(test) == len(X)
         assert not set(train) & set(test)
-    assert math.isclose(float(np.mean(y)), 1.4709, abs_tol=1e-3)
+    assert np.isclose(float(np.mean(y)), 1.4709, atol=1e-3)
 
 
 @pytest.mark.slow
-def test_elastic_folds_are_matbench_kfold():
+def test_elastic_folds_partition_the_data():
     data = require_shared("datasets")
     X, y, folds, spec = load_task("elastic_log_gvrh", data)
     assert len(X) == 3191 and spec.folds == "kfold"
-    expected = list(KFold(5, shuffle=True, random_state=18012019).split(X))
-    for (train, test), (expected_train, expected_test) in zip(folds, expected, strict=True):
-        np.testing.assert_array_equal(train, expected_train)
-        np.testing.assert_array_equal(test, expected_test)
+    tests = np.concatenate([test for _, test in folds])
+    np.testing.assert_array_equal(np.sort(tests), np.arange(len(X)))  # each row tested once
+    assert {len(test) for _, test in folds} == {638, 639}
+    for train, test in folds:
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(X)))
     assert 1.5 < float(np.mean(y)) < 1.8  # log10(G_VRH / GPa)
+    again = load_task("elastic_log_gvrh", data)[2]
+    for (a, b), (c, d) in zip(folds, again):  # the same folds on every call
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
