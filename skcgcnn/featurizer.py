@@ -244,6 +244,21 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         """``["crystal_graph"]``."""
         return ["crystal_graph"]
 
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`: ``["crystal_graph"]``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored (one structure column in, one graph column out); accepted so that
+            ``Pipeline`` and ``ColumnTransformer`` can chain feature names.
+
+        Returns
+        -------
+        ndarray of str, shape (1,)
+        """
+        return np.asarray(self.feature_labels(), dtype=object)
+
     def citations(self) -> list[str]:
         """BibTeX of the CGCNN paper."""
         return [
@@ -337,16 +352,22 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
     def transform(self, X: Any) -> np.ndarray:
         """Featurize ``X`` (Structures) into an object array of shape (n_samples, 1).
 
-        Failed entries raise, or become NaN when ``ignore_errors`` is True.
+        Failed entries raise, or become NaN when ``ignore_errors`` is True. After
+        ``set_output(transform="pandas")`` the result is a DataFrame with one column,
+        ``crystal_graph``, and the index of ``X`` when ``X`` is a pandas object.
         """
-        rows = self.featurize_many(X, ignore_errors=self.ignore_errors)
-        out = np.empty((len(rows), 1), dtype=object)
-        out[:, 0] = [row[0] for row in rows]
-        return out
+        return self.graphs(X)[:, None]
 
     def graphs(self, structures: Any) -> np.ndarray:
-        """Featurize into a 1-D object array of :class:`~skcgcnn.graph.CrystalGraph`."""
-        return self.transform(structures)[:, 0]
+        """Featurize into a 1-D object array of :class:`~skcgcnn.graph.CrystalGraph`.
+
+        Failed entries raise, or become NaN when ``ignore_errors`` is True. Unlike
+        :meth:`transform`, the result is an array whatever ``set_output`` says.
+        """
+        rows = self.featurize_many(structures, ignore_errors=self.ignore_errors)
+        out = np.empty(len(rows), dtype=object)
+        out[:] = [row[0] for row in rows]
+        return out
 
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()

@@ -68,3 +68,56 @@ def test_transform_shape_for_pipelines(sample_structures):
     _, structures = sample_structures
     out = CrystalGraphFeaturizer().fit(structures).transform(np.array(structures, dtype=object))
     assert out.shape == (10, 1) and out.dtype == object
+
+
+# --------------------------------------------------------------------------- matminer persistence
+
+
+def test_featurized_frame_round_trips_through_matminer_json(perovskites, tmp_path):
+    from matminer.utils.io import load_dataframe_from_json, store_dataframe_as_json
+    from shared_data import TINY
+
+    from skcgcnn import CGCNNRegressor
+
+    df = perovskites.iloc[:48].copy()
+    df = CrystalGraphFeaturizer().featurize_dataframe(df, "structure", pbar=False)
+    path = tmp_path / "featurized.json.gz"
+    store_dataframe_as_json(df, str(path), compression="gz", pbar=False)
+    back = load_dataframe_from_json(str(path), pbar=False)
+    assert list(back.columns) == list(df.columns) and list(back.index) == list(df.index)
+    for original, reloaded in zip(df["crystal_graph"], back["crystal_graph"]):
+        assert isinstance(reloaded, CrystalGraph) and reloaded == original
+        for name in ("atomic_numbers", "neighbor_indices", "distances"):
+            assert getattr(reloaded, name).dtype == getattr(original, name).dtype
+    reg = CGCNNRegressor(**{**TINY, "max_epochs": 2}).fit(df["crystal_graph"], df["e_form"])
+    np.testing.assert_array_equal(reg.predict(back["crystal_graph"]),
+                                  reg.predict(df["crystal_graph"]))
+
+
+def test_disordered_graph_round_trips_through_matminer_json(tmp_path):
+    from matminer.utils.io import load_dataframe_from_json, store_dataframe_as_json
+    from pymatgen.core import Lattice, Structure
+
+    mixed = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.2), [{"Mg": 0.7, "Fe": 0.3}, "O"],
+                                      [[0, 0, 0], [0.5, 0.5, 0.5]])
+    df = CrystalGraphFeaturizer().featurize_dataframe(
+        pd.DataFrame({"structure": [mixed]}), "structure", pbar=False)
+    store_dataframe_as_json(df, str(tmp_path / "d.json"), pbar=False)
+    graph = load_dataframe_from_json(str(tmp_path / "d.json"), pbar=False)["crystal_graph"][0]
+    assert not graph.is_ordered and graph == df["crystal_graph"][0]
+    np.testing.assert_array_equal(graph.occupancies, df["crystal_graph"][0].occupancies)
+
+
+def test_feature_names_and_pandas_output(sample_structures):
+    ids, structures = sample_structures
+    featurizer = CrystalGraphFeaturizer()
+    assert featurizer.get_feature_names_out().tolist() == ["crystal_graph"]
+    assert featurizer.get_feature_names_out(["structure"]).tolist() == ["crystal_graph"]
+    series = pd.Series(structures, index=ids, name="structure")
+    out = clone(featurizer).set_output(transform="pandas").fit_transform(series)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == ["crystal_graph"]
+    assert list(out.index) == ids
+    assert all(g == build_graph(s) for g, s in zip(out["crystal_graph"], structures))
+    # graphs() (what the estimators use) stays an array whatever set_output says
+    graphs = featurizer.set_output(transform="pandas").graphs(series)
+    assert isinstance(graphs, np.ndarray) and graphs.shape == (10,)

@@ -280,3 +280,45 @@ def test_500_atom_cell_memory_and_time_scale_linearly() -> None:
     with torch.no_grad():
         out = model(collate_graphs([graph]))
     assert out.shape == (1, 1) and torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+def test_as_dict_is_compact_json_and_exact() -> None:
+    import json
+
+    from skcgcnn.graph import CrystalGraph
+
+    graph = build_graph(srtio3().make_supercell([2, 2, 2], in_place=False))
+    text = json.dumps(graph.as_dict())
+    assert len(text) < 1.4 * graph.nbytes + 400  # base64: 4/3 of the bytes, plus the keys
+    back = CrystalGraph.from_dict(json.loads(text))
+    assert back == graph and back.radius == graph.radius and back.occupancies is None
+    for name in ("atomic_numbers", "neighbor_indices", "distances"):
+        assert getattr(back, name).dtype == getattr(graph, name).dtype
+        assert getattr(back, name).flags.writeable
+    # monty's decoder (what matminer uses) rebuilds it from @module/@class
+    from monty.json import MontyDecoder, MontyEncoder
+
+    assert MontyDecoder().decode(json.dumps(graph, cls=MontyEncoder)) == graph
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(format_version=99), r"format_version 99.*upgrade skcgcnn"),
+        (lambda d: d.pop("format_version"), r"format_version None"),
+        (lambda d: d.pop("distances"), r"lacks the array 'distances'"),
+        (lambda d: d["distances"].update(shape=[12, 5]), r"inconsistent array shapes"),
+        (lambda d: d["distances"].update(base64="!!"), r"unreadable 'distances'"),
+        (lambda d: d.pop("radius"), r"no usable 'radius'"),
+    ],
+)
+def test_from_dict_refuses_what_it_cannot_read(change, message) -> None:
+    from skcgcnn.graph import CrystalGraph
+
+    d = build_graph(srtio3()).as_dict()
+    change(d)
+    with pytest.raises(ValueError, match=message):
+        CrystalGraph.from_dict(d)
