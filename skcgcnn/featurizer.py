@@ -315,6 +315,11 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         """
         if return_errors and not ignore_errors:
             raise ValueError("return_errors=True requires ignore_errors=True")
+        if _is_structure_like(entries) or isinstance(entries, CrystalGraph):
+            raise ValueError(
+                f"got a single {type(entries).__name__}; pass a sequence of them, e.g. "
+                "[structure]"
+            )
         if isinstance(entries, (pd.Series, pd.DataFrame)):
             entries = entries.to_numpy()
         entries = list(entries)

@@ -84,6 +84,11 @@ class SparseNeighborWarning(UserWarning):
 class CrystalGraph:
     """The crystal graph of one structure, stored compactly.
 
+    Arrays of other integer or float dtypes are converted to the dtypes below (arrays that have
+    them already, read-only memory maps included, are stored without a copy). A graph is
+    MSONable (:meth:`as_dict`, :meth:`from_dict`), so matminer's ``store_dataframe_as_json``
+    and ``load_dataframe_from_json`` keep a featurized DataFrame.
+
     Parameters
     ----------
     atomic_numbers : ndarray of shape (n_atoms,) or (n_atoms, n_species), int16
@@ -121,11 +126,14 @@ class CrystalGraph:
         radius: float,
         occupancies: np.ndarray | None = None,
     ) -> None:
-        self.atomic_numbers = atomic_numbers
-        self.neighbor_indices = neighbor_indices
-        self.distances = distances
+        # the canonical dtypes (a no-op, without a copy, for arrays that have them already)
+        self.atomic_numbers = np.asarray(atomic_numbers, dtype=_ARRAY_DTYPES["atomic_numbers"])
+        self.neighbor_indices = np.asarray(neighbor_indices,
+                                           dtype=_ARRAY_DTYPES["neighbor_indices"])
+        self.distances = np.asarray(distances, dtype=_ARRAY_DTYPES["distances"])
         self.radius = float(radius)
-        self.occupancies = occupancies
+        self.occupancies = (None if occupancies is None
+                            else np.asarray(occupancies, dtype=_ARRAY_DTYPES["occupancies"]))
 
     @property
     def n_atoms(self) -> int:
