@@ -27,14 +27,45 @@ _MIN_CHUNK = 64
 class FeaturizationError(ValueError):
     """A structure could not be featurized; the message names its position and the reason.
 
+    When the entries come from a pandas object (``featurize_dataframe``, an estimator given a
+    Series), the message names the index label too: ``entry 3 (label 'mb-perovskites-00019')``.
+
+    Attributes
+    ----------
+    position : int or None
+        Position of the entry in the input (``None`` when not about one entry).
+
     Examples
     --------
     >>> try:
     ...     CrystalGraphFeaturizer().featurize_many(["Fe2O3"])
     ... except FeaturizationError as error:
-    ...     print(str(error).split(":")[0])
-    entry 0
+    ...     print(str(error).split(":")[0], error.position)
+    entry 0 0
     """
+
+    position: int | None = None
+
+    @classmethod
+    def at(cls, position: int, message: str) -> FeaturizationError:
+        """The error for the entry at ``position``; ``message`` contains ``entry {position}``."""
+        error = cls(message)
+        error.position = position
+        return error
+
+    def with_label(self, label: Any) -> FeaturizationError:
+        """This error, with the entry's index label after its position in the message."""
+        if self.position is None or _same_as_position(label, self.position):
+            return self
+        where = f"entry {self.position}"
+        error = type(self)(str(self).replace(where, f"{where} (label {label!r})", 1))
+        error.position = self.position
+        return error
+
+
+def _same_as_position(label: Any, position: int) -> bool:
+    """Whether an index label says nothing more than the position (a default RangeIndex)."""
+    return isinstance(label, (int, np.integer)) and int(label) == position
 
 
 class StructureConversionWarning(UserWarning):
@@ -89,13 +120,15 @@ def _as_structure(entry: Any, position: int, radius: float = 8.0) -> Structure:
         if not any(pbc):
             return _boxed(AseAtomsAdaptor.get_molecule(entry), radius)
         if abs(float(np.linalg.det(np.asarray(entry.cell)))) < 1e-6:
-            raise FeaturizationError(
+            raise FeaturizationError.at(
+                position,
                 f"entry {position}: ASE Atoms with pbc={pbc} has a cell of zero volume; give "
                 "it a full 3-D cell (e.g. atoms.center(vacuum=10.0)) or set pbc=False to "
                 "treat it as a molecule"
             )
         return AseAtomsAdaptor.get_structure(entry)
-    raise FeaturizationError(
+    raise FeaturizationError.at(
+        position,
         f"entry {position}: expected a pymatgen Structure, got {type(entry).__name__}"
     )
 
@@ -158,7 +191,8 @@ def _featurize_chunk(
             if not ignore_errors:
                 if isinstance(exc, FeaturizationError):
                     raise
-                raise FeaturizationError(
+                raise FeaturizationError.at(
+                    position,
                     f"featurization failed for entry {position}: {type(exc).__name__}: {exc}"
                 ) from exc
             row = [math.nan]
@@ -282,6 +316,7 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         return_errors: bool = False,
         pbar: bool = False,
         positions: Sequence[int] | None = None,
+        labels: Sequence[Any] | None = None,
     ) -> list[list[Any]]:
         """Featurize many structures, in parallel through joblib when ``n_jobs`` allows.
 
@@ -301,6 +336,9 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         positions : sequence of int, optional
             The entries' positions in the caller's data, used in error messages (default:
             0, 1, 2...).
+        labels : sequence, optional
+            The entries' labels (e.g. a DataFrame's index), named in error messages after the
+            position. By default, the index of ``entries`` when it is a pandas object.
 
         Returns
         -------
@@ -321,11 +359,23 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
                 "[structure]"
             )
         if isinstance(entries, (pd.Series, pd.DataFrame)):
+            if labels is None:
+                labels = list(entries.index)
             entries = entries.to_numpy()
         entries = list(entries)
         if not entries:
             return []
         positions = list(range(len(entries)) if positions is None else positions)
+        try:
+            return self._featurize_many(entries, positions, ignore_errors, return_errors)
+        except FeaturizationError as error:
+            if labels is None or error.position is None:
+                raise
+            label = dict(zip(positions, labels)).get(error.position, error.position)
+            raise error.with_label(label) from error.__cause__
+
+    def _featurize_many(self, entries: list[Any], positions: list[int], ignore_errors: bool,
+                        return_errors: bool) -> list[list[Any]]:
         _warn_conversions(entries, positions, self.radius)
         n_jobs = effective_n_jobs(self.n_jobs)
         if n_jobs == 1 or len(entries) < 2 * _MIN_CHUNK:
@@ -353,6 +403,16 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
             for a, b in zip(bounds[:-1], bounds[1:])
         )
         return [row for chunk in chunks for row in chunk]
+
+    def featurize_dataframe(self, df: pd.DataFrame, col_id: Any, *args: Any,
+                            **kwargs: Any) -> pd.DataFrame:
+        """matminer's ``featurize_dataframe``; an error names the row's index label too."""
+        try:
+            return super().featurize_dataframe(df, col_id, *args, **kwargs)
+        except FeaturizationError as error:
+            if error.position is None or not 0 <= error.position < len(df):
+                raise
+            raise error.with_label(df.index[error.position]) from error.__cause__
 
     def transform(self, X: Any) -> np.ndarray:
         """Featurize ``X`` (Structures) into an object array of shape (n_samples, 1).

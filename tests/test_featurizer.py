@@ -121,3 +121,25 @@ def test_feature_names_and_pandas_output(sample_structures):
     # graphs() (what the estimators use) stays an array whatever set_output says
     graphs = featurizer.set_output(transform="pandas").graphs(series)
     assert isinstance(graphs, np.ndarray) and graphs.shape == (10,)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_errors_name_position_and_index_label(perovskites, n_jobs):
+    df = perovskites.iloc[:200].copy()
+    df.index = [f"mb-perovskites-{i:05d}" for i in range(200)]
+    broken = df["structure"].iloc[150].copy()
+    broken.append("O", broken[0].frac_coords, validate_proximity=False)  # overlapping sites
+    structures = list(df["structure"])
+    structures[150] = broken
+    df["structure"] = pd.Series(structures, index=df.index, dtype=object)
+    featurizer = CrystalGraphFeaturizer(n_jobs=n_jobs)
+    expected = r"entry 150 \(label 'mb-perovskites-00150'\): .*overlap"
+    with pytest.raises(FeaturizationError, match=expected) as caught:
+        featurizer.featurize_dataframe(df, "structure", pbar=False)
+    assert caught.value.position == 150
+    with pytest.raises(FeaturizationError, match=expected):
+        featurizer.featurize_many(df["structure"])
+    with pytest.raises(FeaturizationError, match=r"entry 150: .*overlap"):  # no labels: none
+        featurizer.featurize_many(df["structure"].to_numpy())
+    with pytest.raises(FeaturizationError, match=r"entry 150: .*overlap"):  # RangeIndex
+        featurizer.featurize_dataframe(df.reset_index(drop=True), "structure", pbar=False)
