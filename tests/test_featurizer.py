@@ -143,3 +143,10 @@ def test_errors_name_position_and_index_label(perovskites, n_jobs):
         featurizer.featurize_many(df["structure"].to_numpy())
     with pytest.raises(FeaturizationError, match=r"entry 150: .*overlap"):  # RangeIndex
         featurizer.featurize_dataframe(df.reset_index(drop=True), "structure", pbar=False)
+
+
+def test_a_single_structure_is_refused_with_what_to_pass(sample_structures):
+    _, structures = sample_structures
+    for entry in (structures[0], build_graph(structures[0])):
+        with pytest.raises(ValueError, match=r"single (Structure|CrystalGraph); pass a sequence"):
+            CrystalGraphFeaturizer().transform(entry)

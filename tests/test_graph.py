@@ -322,3 +322,17 @@ def test_from_dict_refuses_what_it_cannot_read(change, message) -> None:
     change(d)
     with pytest.raises(ValueError, match=message):
         CrystalGraph.from_dict(d)
+
+
+def test_arrays_are_stored_in_the_canonical_dtypes_without_copies() -> None:
+    from skcgcnn.graph import CrystalGraph
+
+    graph = build_graph(srtio3())
+    same = CrystalGraph(graph.atomic_numbers, graph.neighbor_indices, graph.distances, 8.0)
+    assert same.distances is graph.distances and same.neighbor_indices is graph.neighbor_indices
+    wide = CrystalGraph(graph.atomic_numbers.astype(np.int64),
+                        graph.neighbor_indices.astype(np.int64),
+                        graph.distances.astype(np.float64), 8.0)
+    assert (wide.atomic_numbers.dtype, wide.neighbor_indices.dtype, wide.distances.dtype) == (
+        np.int16, np.int32, np.float32)
+    assert wide == graph
