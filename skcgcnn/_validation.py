@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from pymatgen.core import Structure
 from sklearn.utils import check_random_state
 from torch.utils.data import Dataset
@@ -40,27 +39,6 @@ def _positive_int(value: Any) -> int:
         return max(int(value), 1)
     except (TypeError, ValueError, OverflowError):
         return 1
-
-
-def _resolve_device(device: Any) -> Any:
-    """The device ``device="auto"`` stands for: ``"cuda"`` when CUDA is available, else
-    ``"mps"`` (Apple silicon) when available, else ``"cpu"``. Other values are returned as given.
-
-    Examples
-    --------
-    >>> _resolve_device("cpu")
-    'cpu'
-    >>> _resolve_device("auto") in {"cuda", "mps", "cpu"}
-    True
-    """
-    if not (isinstance(device, str) and device == "auto"):
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _seed_from(random_state: Any) -> int | None:

@@ -2,21 +2,23 @@
 
 A batch concatenates the atoms of all its crystals (``N`` rows in total), offsets each crystal's
 neighbour indices by the number of atoms before it, and records which crystal each atom belongs
-to, so pooling is one vectorised scatter. :func:`collate` is the ``collate_fn`` skorch's data
-loaders use.
+to, so pooling is one vectorised scatter. :class:`GraphDataset` holds graphs with their targets
+(and sample weights) for skorch's data loaders, and :func:`collate` is their ``collate_fn``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from .graph import CrystalGraph
 
-__all__ = ["GraphBatch", "collate", "collate_graphs"]
+__all__ = ["GraphBatch", "GraphDataset", "collate", "collate_graphs"]
 
 
 @dataclass
@@ -150,19 +152,21 @@ def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
     )
 
 
-def collate(samples: Sequence) -> tuple[GraphBatch, torch.Tensor | None]:
+def collate(samples: Sequence) -> tuple[GraphBatch, Any]:
     """``collate_fn`` for skorch's data loaders.
 
     Parameters
     ----------
     samples : sequence of (CrystalGraph, target) pairs
-        As yielded by :class:`skcgcnn.estimators.GraphDataset`; targets may be ``None``.
+        As yielded by :class:`GraphDataset`; targets may be ``None``, or ``(y, weight)`` pairs
+        when the dataset has sample weights.
 
     Returns
     -------
     batch : GraphBatch
-    targets : Tensor or None
-        Stacked targets, or ``None`` when the samples have none.
+    targets : Tensor, (Tensor, Tensor) or None
+        Stacked targets; the pair (targets, float32 weights) for weighted samples; ``None``
+        when the samples have none.
 
     Examples
     --------
@@ -179,4 +183,50 @@ def collate(samples: Sequence) -> tuple[GraphBatch, torch.Tensor | None]:
     batch = collate_graphs(graphs)
     if targets[0] is None:
         return batch, None
+    if isinstance(targets[0], tuple):  # (y, weight) pairs of a weighted GraphDataset
+        y = torch.as_tensor(np.stack([target[0] for target in targets]))
+        weight = torch.as_tensor(np.array([target[1] for target in targets], np.float32))
+        return batch, (y, weight)
     return batch, torch.as_tensor(np.stack(targets))
+
+
+class GraphDataset(Dataset):
+    """A torch ``Dataset`` of crystal graphs and optional targets.
+
+    Parameters
+    ----------
+    graphs : sequence of CrystalGraph
+    y : array-like of shape (n_samples, ...), optional
+    sample_weight : array-like of shape (n_samples,), optional
+        Per-sample loss weights; when given, each item's target is the pair ``(y[i], w[i])``,
+        which :func:`collate` stacks into a pair of tensors.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn.graph import build_graph
+    >>> po = build_graph(Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]]))
+    >>> ds = GraphDataset([po, po], [0.5, 1.5])
+    >>> len(ds), ds[1][1]
+    (2, 1.5)
+    >>> weighted = GraphDataset([po, po], [0.5, 1.5], sample_weight=[1.0, 3.0])
+    >>> batch, (y, w) = collate([weighted[0], weighted[1]])
+    >>> y.tolist(), w.tolist()
+    ([0.5, 1.5], [1.0, 3.0])
+    """
+
+    def __init__(
+        self, graphs: Sequence[CrystalGraph], y: Any = None, sample_weight: Any = None
+    ) -> None:
+        self.graphs = graphs
+        self.y = y
+        self.sample_weight = sample_weight
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, i: int) -> tuple[CrystalGraph, Any]:
+        target = None if self.y is None else self.y[i]
+        if self.sample_weight is not None:
+            target = (target, self.sample_weight[i])
+        return self.graphs[i], target

@@ -15,8 +15,9 @@ import torch
 from sklearn.base import clone
 
 from skcgcnn import CGCNNClassifier, CGCNNRegressor
+from skcgcnn._runtime import resolve_device
 from skcgcnn.batch import collate_graphs
-from skcgcnn.estimators import GraphDataset, _resolve_device
+from skcgcnn.estimators import GraphDataset
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_MPS = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -53,13 +54,13 @@ def data(perovskite_graphs):
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
-    assert _resolve_device("auto") == expected
+    assert resolve_device("auto") == expected
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1", "mps", None, torch.device("cpu")])
 def test_explicit_devices_are_left_alone(monkeypatch, device):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _resolve_device(device) == device
+    assert resolve_device(device) == device
 
 
 @pytest.mark.parametrize("cls", [CGCNNRegressor, CGCNNClassifier])
@@ -85,16 +86,32 @@ def test_auto_on_a_cpu_machine_trains_as_cpu_and_keeps_the_param(no_accelerator,
     np.testing.assert_array_equal(getattr(restored, method)(graphs), expected)
 
 
-def test_auto_resolves_to_cuda_inside_skorch_when_cuda_is_available(monkeypatch, data):
-    """skorch reads ``net.device`` everywhere; during fit/predict it must see "cuda"."""
+def test_auto_resolves_to_cuda_for_the_loaders_when_cuda_is_available(monkeypatch, data):
+    """skorch's hooks see the concrete device ("cuda"); the parameter stays "auto"."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     reg = CGCNNRegressor(device="auto")
-    with reg._resolved_device():
-        assert reg.device == "cuda"
-        loader = reg.get_iterator(GraphDataset(data[0]), training=True)
-        assert loader.pin_memory  # host->GPU copies from pinned memory, non-blocking
+    assert reg._device() == "cuda"
+    loader = reg.get_iterator(GraphDataset(data[0]), training=True)
+    assert loader.pin_memory  # host->GPU copies from pinned memory, non-blocking
     assert reg.device == "auto"
     assert reg.get_params()["device"] == "auto"
+
+
+def test_device_param_is_never_rewritten_during_fit_or_predict(no_accelerator, data):
+    """Another thread (clone, GridSearchCV) reading the parameters mid-call sees "auto"."""
+    from skorch.callbacks import Callback
+
+    seen = []
+
+    class Record(Callback):
+        def on_batch_begin(self, net, **kwargs):
+            seen.append(net.device)
+
+    graphs, y = data
+    reg = _fast(CGCNNRegressor, device="auto", callbacks=[Record()]).fit(graphs, y)
+    reg.predict(graphs)
+    assert seen and set(seen) == {"auto"}
+    assert reg.device_ == "cpu"
 
 
 @pytest.mark.parametrize(("device", "pinned"), [("cpu", False), ("cuda", True), ("mps", False)])

@@ -1,0 +1,475 @@
+"""What :class:`~skcgcnn.CGCNNRegressor` and :class:`~skcgcnn.CGCNNClassifier` share (private).
+
+The estimators are skorch nets; skorch (the versions pinned in ``pyproject.toml``) is extended
+through its documented hooks (``initialize``, ``initialize_module``, ``get_dataset``,
+``get_split_datasets``, ``get_iterator``, ``infer``, ``get_loss``, ``load_params``,
+``on_train_begin``, ``on_epoch_begin``, ``fit_loop``, ``check_data``, ``get_params``,
+``set_params``, ``__setstate__``) and, where it offers none, through these **private skorch
+names**, each overridden for one reason:
+
+``prefixes_``
+    skorch routes ``<prefix>__*`` parameters by this list; ``"featurizer"`` is added so that
+    ``featurizer__radius`` etc. are parameters (for ``GridSearchCV``).
+``_params_to_validate``
+    the set of ``<prefix>__*`` keys skorch checks at ``initialize``; ``set_params`` adds the
+    ``featurizer__*`` keys it stores itself (skorch's ``set_params`` cannot store them).
+``_get_param_names``
+    skorch takes every attribute not ending in ``_`` for a parameter; the fit-time bookkeeping
+    (``_fit_seed``, ``_resumed_at``) starts with ``_`` and is left out.
+``_default_callbacks``
+    adds the package's default callbacks (stop on a non-finite loss, early stopping when there
+    is a validation set, a cosine learning-rate schedule) before skorch's ``print_log``; the
+    classifier replaces ``valid_acc`` by accuracy on the encoded labels.
+
+Everything skorch does with ``net.device`` (moving modules, mapping loaded tensors) needs a
+concrete device, while ``device="auto"`` must stay ``"auto"`` for ``get_params``/``clone``: the
+device is resolved once per fit into ``device_``, our hooks use that, and skorch's own
+``initialize``/``load_params`` run on a view of the estimator with the concrete device
+(:func:`skcgcnn._runtime.on_device`). No call changes a parameter of the estimator.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import TransformerTags
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback, LoadInitState, LRScheduler, PassthroughScoring
+from skorch.dataset import ValidSplit
+from skorch.utils import to_tensor
+from torch.utils.data import Dataset
+
+from ._runtime import (
+    adopt,
+    epoch_seed,
+    is_auto,
+    on_device,
+    resolve_device,
+    rng_for_fit,
+    weighted_loss,
+)
+from ._validation import _entries, _is_missing, _positive_int, _seed_from
+from .batch import GraphBatch, GraphDataset, collate
+from .callbacks import EarlyStoppingIfValidated, StopOnNonFiniteLoss
+from .elements import resolve_atom_features
+from .featurizer import CrystalGraphFeaturizer, _is_structure_like
+from .graph import CrystalGraph
+
+#: Validation fraction of the default ``train_split="auto"``.
+VALID_FRACTION = 0.1
+
+
+class _CGCNNMixin:
+    """Everything the regressor and the classifier share: parameters, input handling, the
+    seeded fit loop, devices, prediction."""
+
+    prefixes_ = NeuralNet.prefixes_ + ["featurizer"]
+    _is_classification: bool
+
+    def __init__(
+        self,
+        module: type,
+        *,
+        featurizer: CrystalGraphFeaturizer | None,
+        atom_features: Any,
+        random_state: Any,
+        init_from: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(module, **kwargs)
+        self.featurizer = featurizer
+        self.atom_features = atom_features
+        self.random_state = random_state
+        self.init_from = init_from
+
+    # ----------------------------------------------------------------- parameters
+    def _get_param_names(self) -> list[str]:
+        return [name for name in super()._get_param_names() if not name.startswith("_")]
+
+    def set_params(self, **params: Any) -> Any:
+        featurizer_params = {k: v for k, v in params.items() if k.startswith("featurizer__")}
+        for key, value in featurizer_params.items():  # applied to the featurizer at fit time
+            setattr(self, key, value)
+            self._params_to_validate.add(key)
+        rest = {k: v for k, v in params.items() if k not in featurizer_params}
+        return super().set_params(**rest) if rest else self
+
+    def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
+        params = super().get_params(deep=deep, **kwargs)
+        if deep:  # skorch reports the default callbacks' (and featurizer's) own values over
+            # explicitly set ``callbacks__*`` / ``featurizer__*``; the explicit ones are used
+            params.update({k: v for k, v in vars(self).items() if k in params and "__" in k})
+        return params
+
+    @property
+    def _default_callbacks(self) -> list[tuple[str, Callback | None]]:
+        callbacks = super()._default_callbacks
+        extra = [
+            ("stop_on_nonfinite_loss", StopOnNonFiniteLoss()),
+            ("early_stopping", EarlyStoppingIfValidated(patience=30, load_best=True)),
+            (
+                "lr_scheduler",
+                LRScheduler(
+                    policy=torch.optim.lr_scheduler.CosineAnnealingLR,
+                    T_max=_positive_int(self.max_epochs),
+                ),
+            ),
+        ]
+        return callbacks[:-1] + extra + callbacks[-1:]  # print_log last
+
+    # ----------------------------------------------------------------- data
+    def _make_featurizer(self) -> CrystalGraphFeaturizer:
+        from sklearn.base import clone
+
+        featurizer = CrystalGraphFeaturizer() if self.featurizer is None else clone(
+            self.featurizer
+        )
+        params = self.get_params_for("featurizer")
+        return featurizer.set_params(**params) if params else featurizer
+
+    def _to_graphs(self, X: Any, fitting: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Validate X and featurize its Structures.
+
+        Returns the graphs (object array, ``nan`` where featurization failed with
+        ``ignore_errors``) and a boolean mask of the samples that have a graph.
+        """
+        entries = _entries(X)
+        graphs = np.empty(len(entries), dtype=object)
+        to_featurize = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, CrystalGraph):
+                graphs[i] = entry
+            elif _is_structure_like(entry):  # Structure; Molecule / ASE Atoms are converted
+                to_featurize.append(i)
+            elif _is_missing(entry):
+                graphs[i] = math.nan
+            else:
+                raise ValueError(
+                    f"X[{i}] is of type {type(entry).__name__}; expected a pymatgen Structure "
+                    "(or Molecule, ASE Atoms) or a CrystalGraph"
+                )
+        if to_featurize:
+            featurizer = self._make_featurizer() if fitting else self.featurizer_
+            rows = featurizer.featurize_many(
+                [entries[i] for i in to_featurize],
+                ignore_errors=featurizer.ignore_errors,
+                positions=to_featurize,
+            )
+            for i, row in zip(to_featurize, rows):
+                graphs[i] = row[0]
+            if fitting:
+                self.featurizer_ = featurizer
+        elif fitting:
+            self.featurizer_ = self._make_featurizer()
+        valid = np.array([isinstance(g, CrystalGraph) for g in graphs])
+        if not valid.any():
+            raise ValueError("no sample of X could be featurized")
+        self._check_graphs(graphs[valid], np.flatnonzero(valid), fitting)
+        return graphs, valid
+
+    def _check_graphs(self, graphs: np.ndarray, positions: np.ndarray, fitting: bool) -> None:
+        shapes = {(g.radius, g.max_num_nbr) for g in graphs}
+        if fitting:
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"crystal graphs built with different (radius, max_num_nbr): {sorted(shapes)}"
+                )
+            self.graph_radius_, self.max_num_nbr_ = shapes.pop()
+            self.atom_features_ = resolve_atom_features(self.atom_features)
+        elif shapes != {(self.graph_radius_, self.max_num_nbr_)}:
+            raise ValueError(
+                f"the model was fitted on graphs with radius={self.graph_radius_:g} and "
+                f"max_num_nbr={self.max_num_nbr_}; X has {sorted(shapes)}"
+            )
+        usable = np.isfinite(self.atom_features_).all(axis=1)
+        for position, graph in zip(positions, graphs):
+            numbers_ = graph.atomic_numbers
+            if numbers_.max() >= len(usable) or not usable[numbers_[numbers_ > 0]].all():
+                bad = sorted({int(z) for z in np.ravel(numbers_) if z >= len(usable) or (
+                    z > 0 and not usable[z])})
+                raise ValueError(
+                    f"X[{int(position)}] contains elements with Z={bad}, which have no row in "
+                    "the atom feature table (atom_features)"
+                )
+
+    def _fit_graphs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        if y is None:  # before featurizing; sklearn's wording
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        graphs, valid = self._to_graphs(X, fitting=True)
+        if len(y) != len(graphs):
+            raise ValueError(
+                f"X and y have different lengths: {len(graphs)} samples in X, {len(y)} in y"
+            )
+        if not valid.all():
+            warnings.warn(
+                f"{int((~valid).sum())} of {len(graphs)} samples could not be featurized "
+                f"(first: X[{int(np.flatnonzero(~valid)[0])}]) and are left out of fit",
+                UserWarning,
+                stacklevel=4,
+            )
+        return graphs[valid], valid
+
+    # ----------------------------------------------------------------- training
+    def _fitted(self) -> bool:
+        return bool(getattr(self, "initialized_", False)) and hasattr(self, "n_outputs_")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._fitted()
+
+    def _fit(self, X: Any, y: Any, warm: bool, **fit_params: Any) -> Any:
+        """Featurize X, validate y and train; ``warm`` continues from the current weights and
+        target encoding. The subclass validates (``_targets``) and prepares (``_training_data``)
+        the targets."""
+        graphs, valid = self._fit_graphs(X, y)
+        y = self._targets(y, warm)[valid]
+        if len(graphs) < 2:
+            raise ValueError(f"at least 2 samples are needed to fit, got {len(graphs)}")
+        data, targets = self._training_data(graphs, y, valid, warm, fit_params)
+        if not (warm and hasattr(self, "device_")):
+            self.device_ = resolve_device(self.device)
+        seed = _seed_from(self.random_state)
+        with rng_for_fit(seed, self.device_):
+            if not warm:
+                self.initialize()
+            self._fit_seed = seed
+            NeuralNet.partial_fit(self, data, targets, **fit_params)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, **fit_params: Any) -> Any:
+        """Train for ``max_epochs`` more epochs, continuing from the current weights (a first
+        call fits as ``fit``)."""
+        warm = self._fitted() or (self.warm_start and getattr(self, "initialized_", False))
+        return self._fit(X, y, warm=warm, **fit_params)
+
+    def _train_split_for(self, y: np.ndarray) -> Callable | None:
+        if isinstance(self.train_split, str):
+            if self.train_split != "auto":
+                raise ValueError(f"train_split must be 'auto', None or callable, got "
+                                 f"{self.train_split!r}")
+            return ValidSplit(VALID_FRACTION, stratified=self._stratify(y),
+                              random_state=_seed_from(self.random_state))
+        return self.train_split
+
+    def _stratify(self, y: np.ndarray) -> bool:
+        return False
+
+    def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any) -> tuple:
+        dataset = self.get_dataset(X, y)
+        split = self._train_split_for(y)
+        if split is None:
+            return dataset, None
+        return split(dataset, y, **fit_params)
+
+    def get_dataset(self, X: Any, y: Any = None) -> Dataset:
+        if isinstance(X, Dataset):
+            return X
+        return GraphDataset(X, y)
+
+    def _device(self) -> Any:
+        """The concrete device: ``device``, or what ``"auto"`` resolved to at fit."""
+        if not is_auto(self.device):
+            return self.device
+        return getattr(self, "device_", None) or resolve_device(self.device)
+
+    def get_iterator(self, dataset: Dataset, training: bool = False) -> Any:
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("collate_fn", collate)
+        if str(self._device()).startswith("cuda"):  # pinned batches: asynchronous copies
+            kwargs.setdefault("pin_memory", True)
+        if training:
+            kwargs.setdefault("shuffle", True)
+        else:  # a DataLoader draws a base seed even unshuffled: keep the global RNG untouched,
+            # so predicting in one thread cannot shift a seeded fit running in another
+            kwargs.setdefault("generator", torch.Generator())
+        if kwargs.get("batch_size", self.batch_size) == -1:
+            kwargs["batch_size"] = len(dataset)
+        kwargs.setdefault("batch_size", self.batch_size)
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, **kwargs)
+
+    def infer(self, x: GraphBatch, **fit_params: Any) -> torch.Tensor:
+        return self.module_(x.to(self._device()), **fit_params)
+
+    def get_loss(
+        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
+    ) -> torch.Tensor:
+        """The criterion on the concrete device; with ``sample_weight`` (a ``(targets,
+        weights)`` pair), the mean of the weighted per-sample losses."""
+        if isinstance(y_true, (tuple, list)):
+            target, weight = (to_tensor(t, device=self._device()) for t in y_true)
+            return weighted_loss(self.criterion_, y_pred, target, weight)
+        return self.criterion_(y_pred, to_tensor(y_true, device=self._device()))
+
+    def initialize_module(self) -> Any:
+        kwargs = {
+            "atom_features": self.atom_features_,
+            "n_outputs": self.n_outputs_,
+            "classification": self._is_classification,
+            "radius": self.graph_radius_,
+        }
+        kwargs.update(self.get_params_for("module"))
+        module = self.initialized_instance(self.module, kwargs)
+        if getattr(self, "init_from", None) is not None:  # fine-tuning: pretrained weights
+            from .checkpoints import init_module_from
+
+            self.reinitialized_params_ = init_module_from(module, self.init_from)
+        self.module_ = module
+        return self
+
+    def initialize(self) -> Any:
+        """skorch's ``initialize``, with the modules on the concrete device."""
+        if not is_auto(self.device):
+            return super().initialize()
+        view = on_device(self, self._device())
+        super(_CGCNNMixin, view).initialize()
+        adopt(self, view)
+        return self
+
+    def load_params(self, *args: Any, **kwargs: Any) -> None:
+        """skorch's ``load_params``, with tensors mapped to the concrete device."""
+        if not is_auto(self.device):
+            return super().load_params(*args, **kwargs)
+        view = on_device(self, self._device())
+        super(_CGCNNMixin, view).load_params(*args, **kwargs)
+        adopt(self, view)
+        return None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # skorch maps the tensors to ``state["device"]``; "auto" means: this machine's best.
+        requested = state.get("device")
+        auto = is_auto(requested)
+        super().__setstate__({**state, "device": resolve_device("auto")} if auto else state)
+        if "device_" in state:
+            self.device_ = self.device  # where the weights were mapped on this machine
+        if auto:
+            self.device = "auto"
+
+    def on_train_begin(self, net: NeuralNet, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Load a ``LoadInitState`` checkpoint first, so the LR schedule and early stopping
+        that the other callbacks set up now start from the resumed epoch; and take the best
+        losses so far from the history (skorch does it for ``EpochScoring`` only), so that
+        ``valid_loss_best`` and ``Checkpoint`` keep their meaning across a resume."""
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self._resumed_at = None
+        for _, callback in self.callbacks_:
+            if isinstance(callback, LoadInitState) and not callback.did_load_:
+                callback.on_train_begin(net, X=X, y=y, **kwargs)
+                if len(self.history):
+                    self._resumed_at = len(self.history)
+        for _, callback in self.callbacks_:
+            if isinstance(callback, PassthroughScoring):
+                best = [row[callback.name] for row in self.history
+                        if row.get(f"{callback.name}_best")]
+                if best:
+                    callback.best_score_ = best[-1]
+
+    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Any:
+        """skorch's loop; a run resumed by ``LoadInitState`` trains the rest of ``max_epochs``."""
+        if epochs is None and getattr(self, "_resumed_at", None) is not None:
+            epochs = max(self.max_epochs - self._resumed_at, 0)
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Reseed torch per epoch in a seeded fit: epoch e shuffles and drops out the same way
+        in a straight run and in one resumed from a checkpoint."""
+        super().on_epoch_begin(net, **kwargs)
+        if getattr(self, "_fit_seed", None) is not None:
+            torch.manual_seed(epoch_seed(self._fit_seed, len(self.history)))
+
+    # ----------------------------------------------------------------- prediction
+    def _run_module(self, graphs: np.ndarray, method: str = "forward") -> np.ndarray:
+        """Apply ``module_.<method>`` to graphs in eval mode, batch by batch, on the
+        estimator's device; the outputs come back as a CPU array."""
+        loader = self.get_iterator(GraphDataset(graphs), training=False)
+        device = self._device()
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        outputs = []
+        try:
+            with torch.no_grad():
+                for batch, _ in loader:
+                    outputs.append(getattr(module, method)(batch.to(device)).cpu())
+        finally:
+            module.train(was_training)
+        return torch.cat(outputs).numpy()
+
+    def _outputs(self, X: Any, method: str = "forward") -> np.ndarray:
+        """Module outputs for every sample of X; NaN rows for samples without a graph."""
+        check_is_fitted(self)
+        graphs, valid = self._to_graphs(X, fitting=False)
+        values = self._run_module(graphs[valid], method)
+        if valid.all():
+            return values
+        out = np.full((len(graphs),) + values.shape[1:], np.nan, dtype=values.dtype)
+        out[valid] = values
+        return out
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Pooled crystal embeddings of a fitted model, shape (n_samples, atom_fea_len).
+
+        These are the mean-pooled atom features before the hidden layers (the reference's
+        ``crys_fea``), ready for classical models.
+        """
+        return self._outputs(X, method="embed")
+
+    def atom_contributions(self, X: Any, output: str = "prediction") -> list[np.ndarray | None]:
+        """Each atom's contribution to its crystal's prediction or pooled embedding.
+
+        Parameters
+        ----------
+        X : sequence of Structure or CrystalGraph
+        output : {"prediction", "embedding"}, default="prediction"
+            "prediction": the head applied to each atom's embedding, in the units of y
+            (regressor) or as logits (classifier): the paper's site energies. With
+            ``module__readout="mean_output"`` the mean over a crystal's atoms *is* its
+            prediction (logits for the classifier), exactly. With the default read-out the head
+            is applied to the mean embedding instead, and the mean of these contributions
+            differs from the prediction by the head's nonlinearity (softplus).
+            "embedding": each atom's embedding after the convolutions, whose mean is exactly
+            ``transform(X)`` for any read-out.
+
+        Returns
+        -------
+        list of ndarray
+            One array per crystal, rows in site order: shape (n_atoms,) for a one-target
+            regressor, (n_atoms, n_outputs) otherwise; None for samples without a graph.
+        """
+        if output not in ("prediction", "embedding"):
+            raise ValueError(f"output must be 'prediction' or 'embedding', got {output!r}")
+        check_is_fitted(self)
+        graphs, valid = self._to_graphs(X, fitting=False)
+        method = "atom_outputs" if output == "prediction" else "atom_embeddings"
+        values = self._run_module(graphs[valid], method).astype(np.float64)
+        if output == "prediction" and hasattr(self, "y_scale_"):
+            values = values * self.y_scale_ + self.y_mean_
+            values = values[:, 0] if self.y_ndim_ == 1 else values
+        parts = iter(np.split(values, np.cumsum([g.n_atoms for g in graphs[valid]])[:-1]))
+        return [next(parts) if ok else None for ok in valid]
+
+    @classmethod
+    def from_checkpoint(cls, path: Any, atom_init: Any = None, **params: Any) -> Any:
+        """A fitted estimator from a checkpoint of the original CGCNN (or of ``save_checkpoint``).
+
+        See :func:`skcgcnn.checkpoints.load_checkpoint`, to which all arguments are passed.
+        """
+        from .checkpoints import load_checkpoint
+
+        task = "classification" if cls._is_classification else "regression"
+        return load_checkpoint(path, atom_init, task=task, estimator=cls, **params)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = self.random_state is None
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])  # transform: embeddings
+        return tags
