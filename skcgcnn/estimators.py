@@ -280,6 +280,8 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     ----------
     classes_ : ndarray
         Class labels, in the order of ``predict_proba``'s columns.
+    class_weight_ : ndarray of shape (n_classes,)
+        The weight of each class in the loss (with ``class_weight`` set).
     module_, featurizer_, history_, device_
         As for :class:`CGCNNRegressor`.
 
@@ -401,27 +403,30 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The graphs and encoded labels; ``class_weight_`` from the training labels."""
         if not warm and self.class_weight is not None:
-            class_weight = self.class_weight
-            if isinstance(class_weight, dict):  # keyed by the user's labels; the loss sees codes
-                labels = self.classes_.tolist()
-                unknown = [key for key in class_weight if key not in labels]
-                if unknown:
-                    raise ValueError(
-                        f"class_weight has labels {unknown} that are not classes: {labels}"
-                    )
-                class_weight = {code: class_weight[label] for code, label in enumerate(labels)
-                                if label in class_weight}
-            self.class_weight_ = compute_class_weight(
-                class_weight, classes=np.arange(self.n_outputs_), y=y
-            )
+            self.class_weight_ = self._class_weights(y)
         return graphs, y
+
+    def _class_weights(self, y: np.ndarray) -> np.ndarray:
+        """``class_weight`` as one weight per encoded class, computed on the codes ``y``."""
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict):  # keyed by the user's labels; the loss sees codes
+            labels = self.classes_.tolist()
+            unknown = [key for key in class_weight if key not in labels]
+            if unknown:
+                raise ValueError(
+                    f"class_weight has labels {unknown} that are not classes: {labels}"
+                )
+            class_weight = {code: class_weight[label] for code, label in enumerate(labels)
+                            if label in class_weight}
+        return compute_class_weight(class_weight, classes=np.arange(self.n_outputs_), y=y)
 
     def initialize_criterion(self) -> Any:
         kwargs = self.get_params_for("criterion")
         if self.class_weight is not None and "weight" not in kwargs:
-            kwargs["weight"] = torch.as_tensor(
-                self.class_weight_, dtype=torch.float32, device=self._device()
-            )
+            weights = getattr(self, "class_weight_", None)
+            if weights is None:  # initialized without training labels (load_checkpoint)
+                weights = self._class_weights(np.arange(self.n_outputs_))
+            kwargs["weight"] = torch.as_tensor(weights, dtype=torch.float32, device=self._device())
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
 
