@@ -112,12 +112,14 @@ def test_rng_lock_is_reentrant_and_seeded_waiters_go_first():
         with lock.exclusive():
             order.append("seeded")
 
-    first = threading.Thread(target=reader, args=("unseeded-1", 0.3))
+    first = threading.Thread(target=reader, args=("unseeded-1", 1.0))
     first.start()
     reader_in.wait(10)
     w = threading.Thread(target=writer)
     w.start()
-    time.sleep(0.1)  # the seeded fit now waits for unseeded-1
+    deadline = time.monotonic() + 10
+    while lock._waiting == 0 and time.monotonic() < deadline:  # the seeded fit now waits
+        time.sleep(0.001)
     late = threading.Thread(target=reader, args=("unseeded-2", 0))
     late.start()
     for thread in (first, w, late):
