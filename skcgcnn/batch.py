@@ -2,8 +2,10 @@
 
 A batch concatenates the atoms of all its crystals (``N`` rows in total), offsets each crystal's
 neighbour indices by the number of atoms before it, and records which crystal each atom belongs
-to, so pooling is one vectorised scatter. :class:`GraphDataset` holds graphs with their targets
-(and sample weights) for skorch's data loaders, and :func:`collate` is their ``collate_fn``.
+to, so pooling is one vectorised scatter. It also says explicitly which neighbour slots are padding
+(``neighbor_mask``, from each graph's own radius) and carries the graphs' radius, which the model
+checks against its own settings. :class:`GraphDataset` holds graphs with their targets (and sample
+weights) for skorch's data loaders, and :func:`collate` is their ``collate_fn``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .graph import CrystalGraph
+from .graph import CrystalGraph, padding_mask
 
 __all__ = ["GraphBatch", "GraphDataset", "collate", "collate_graphs"]
 
@@ -33,10 +35,16 @@ class GraphBatch:
         Neighbours of each atom as row indices into the batch.
     distances : FloatTensor of shape (N, M)
         Neighbour distances in Angstrom.
+    neighbor_mask : BoolTensor of shape (N, M)
+        True for a real neighbour, False for a padded slot (an atom with fewer than M neighbours
+        within the radius), from each graph's own padding
+        (:attr:`~skcgcnn.graph.CrystalGraph.neighbor_mask`).
     crystal_index : LongTensor of shape (N,)
         Index of the crystal (0..n_crystals-1) each atom belongs to.
     n_crystals : int
         Number of crystals; ``len(batch)``.
+    radius : float
+        Cut-off radius the graphs were built with (the same for all graphs of a batch).
     occupancies : FloatTensor of shape (N, K) or None
         Site occupancies when the batch holds disordered sites.
 
@@ -46,17 +54,21 @@ class GraphBatch:
     >>> from skcgcnn.graph import build_graph
     >>> cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     >>> batch = collate_graphs([build_graph(cscl), build_graph(cscl)])
-    >>> len(batch), batch.distances.shape
-    (2, torch.Size([4, 12]))
+    >>> len(batch), batch.distances.shape, batch.radius
+    (2, torch.Size([4, 12]), 8.0)
     >>> batch.crystal_index.tolist()
     [0, 0, 1, 1]
+    >>> bool(batch.neighbor_mask.all())  # CsCl has 12 neighbours within 8 A: no padding
+    True
     """
 
     atomic_numbers: torch.Tensor
     neighbor_indices: torch.Tensor
     distances: torch.Tensor
+    neighbor_mask: torch.Tensor
     crystal_index: torch.Tensor
     n_crystals: int
+    radius: float
     occupancies: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -112,7 +124,7 @@ def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
     Parameters
     ----------
     graphs : sequence of CrystalGraph
-        All built with the same ``max_num_nbr``.
+        All built with the same ``radius`` and ``max_num_nbr``.
 
     Returns
     -------
@@ -135,6 +147,12 @@ def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
         raise ValueError(
             f"crystal graphs in one batch must share max_num_nbr, found {sorted(widths)}"
         )
+    radii = {g.radius for g in graphs}
+    if len(radii) > 1:
+        raise ValueError(
+            f"crystal graphs in one batch must share the radius, found {sorted(radii)}"
+        )
+    (radius,) = radii
     sizes = np.fromiter((g.n_atoms for g in graphs), dtype=np.int64, count=len(graphs))
     offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     neighbor_indices = np.concatenate(
@@ -146,8 +164,11 @@ def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
         atomic_numbers=torch.from_numpy(atomic_numbers.astype(np.int64)),
         neighbor_indices=torch.from_numpy(neighbor_indices),
         distances=torch.from_numpy(distances),
+        # each graph's own padding (CrystalGraph.neighbor_mask), for all graphs in one pass
+        neighbor_mask=torch.from_numpy(padding_mask(distances, radius)),
         crystal_index=torch.from_numpy(np.repeat(np.arange(len(graphs)), sizes)),
         n_crystals=len(graphs),
+        radius=radius,
         occupancies=None if occupancies is None else torch.from_numpy(occupancies),
     )
 

@@ -35,7 +35,7 @@ from sklearn.preprocessing import LabelEncoder
 from .elements import resolve_atom_features
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .featurizer import CrystalGraphFeaturizer
-from .model import CGCNN, CONV_LAYERS, READOUTS
+from .model import CGCNN, CONV_LAYERS, DEFAULT_GAUSSIAN_STEP, READOUTS
 
 __all__ = ["init_module_from", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
@@ -392,7 +392,12 @@ def load_checkpoint(
     task = _task(checkpoint, section, arch["n_outputs"], task, where)
     classification = task == "classification"
 
-    step = float(gaussian_step if gaussian_step is not None else section.get("gaussian_step", 0.2))
+    if gaussian_step is not None and not CONV_LAYERS[conv].uses_gaussians:
+        raise ValueError(f"'{where}' holds a {conv} convolution, which uses no Gaussian "
+                         f"features: gaussian_step must be None, got {gaussian_step!r}")
+    if gaussian_step is None:
+        gaussian_step = section.get("gaussian_step")
+    step = float(DEFAULT_GAUSSIAN_STEP if gaussian_step is None else gaussian_step)
     if "radius" in section:
         radius = float(section["radius"])
     elif arch["nbr_fea_len"] is not None:
@@ -412,8 +417,9 @@ def load_checkpoint(
         "module__n_conv": arch["n_conv"],
         "module__h_fea_len": arch["h_fea_len"],
         "module__n_h": arch["n_h"],
-        "module__gaussian_step": step,
     }
+    if CONV_LAYERS[conv].uses_gaussians:  # a convolution without Gaussians refuses a step
+        module_params["module__gaussian_step"] = step
     if conv != "gated":
         module_params["module__conv"] = conv
     readout = str(section.get("readout", "mean_embedding"))
@@ -455,7 +461,8 @@ def load_checkpoint(
         est.y_ndim_ = int(section.get("y_ndim", 1 if arch["n_outputs"] == 1 else 2))
     est.initialize()
     module = est.module_
-    if arch["nbr_fea_len"] is not None and module.gaussians.n_centers != arch["nbr_fea_len"]:
+    if (arch["nbr_fea_len"] is not None and module.gaussians is not None
+            and module.gaussians.n_centers != arch["nbr_fea_len"]):
         raise ValueError(
             f"'{where}': {arch['nbr_fea_len']} Gaussians per distance in the weights, but radius "
             f"{radius:g} and step {step:g} give {module.gaussians.n_centers}"
@@ -515,7 +522,7 @@ def save_checkpoint(est: Any, path: str | os.PathLike[str]) -> Path:
         "conv": module.conv,
         "readout": module.readout,
         "dropout": float(dropout),
-        "gaussian_step": float(module.gaussians.step),
+        "gaussian_step": None if module.gaussians is None else float(module.gaussians.step),
         "radius": float(est.graph_radius_),
         "max_num_nbr": int(est.max_num_nbr_),
         "atom_features": torch.tensor(np.asarray(est.atom_features_, dtype=np.float32)),

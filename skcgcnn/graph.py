@@ -15,7 +15,9 @@ the fly, so a stored graph takes about 0.1 kB per atom.
 Padding follows the reference implementation exactly: an atom with fewer than ``max_num_nbr``
 neighbours within ``radius`` gets the missing slots filled with neighbour index 0 (the first atom of
 the same crystal) at distance ``radius + 1``, whose Gaussian expansion is numerically zero. A
-:class:`SparseNeighborWarning` says when this happens (isolated atoms, molecules in vacuum).
+:class:`SparseNeighborWarning` says when this happens (isolated atoms, molecules in vacuum). The
+graph itself says which slots are padding (:attr:`CrystalGraph.neighbor_mask`, from its own
+radius); batches carry that mask, and no model layer re-derives it from a radius of its own.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class CrystalGraph:
     neighbor_indices : ndarray of shape (n_atoms, max_num_nbr), int32
         Index (within this crystal) of each atom's neighbours, nearest first.
     distances : ndarray of shape (n_atoms, max_num_nbr), float32
-        Distances in Angstrom matching ``neighbor_indices``; padded slots hold ``radius + 1``.
+        Distances in Angstrom matching ``neighbor_indices``; padded slots hold ``radius + 1``
+        (and index 0): :attr:`neighbor_mask` tells real neighbours from padding.
     radius : float
         Cut-off radius used to build the graph.
     occupancies : ndarray of shape (n_atoms, n_species), float32, optional
@@ -144,6 +147,16 @@ class CrystalGraph:
     def max_num_nbr(self) -> int:
         """Number of neighbour slots per atom."""
         return int(self.neighbor_indices.shape[1])
+
+    @property
+    def neighbor_mask(self) -> np.ndarray:
+        """Boolean (n_atoms, max_num_nbr): True for a real neighbour, False for a padded slot.
+
+        Real neighbours lie within the graph's own ``radius``; padded slots sit at
+        ``radius + 1``. The comparison is made in float32, the dtype of ``distances``, so a
+        neighbour at exactly the radius counts as real whatever the radius's binary rounding.
+        """
+        return padding_mask(self.distances, self.radius)
 
     @property
     def is_ordered(self) -> bool:
@@ -290,6 +303,17 @@ class CrystalGraph:
             f"CrystalGraph(n_atoms={self.n_atoms}, max_num_nbr={self.max_num_nbr}, "
             f"radius={self.radius:g}{kind})"
         )
+
+
+def padding_mask(distances: np.ndarray, radius: float) -> np.ndarray:
+    """True where ``distances`` (float32, padded slots at ``radius + 1``) is a real neighbour.
+
+    Examples
+    --------
+    >>> padding_mask(np.array([[2.5, 8.0, 9.0]], dtype=np.float32), 8.0).tolist()
+    [[True, True, False]]
+    """
+    return np.asarray(distances) <= np.float32(radius)
 
 
 def _ordered_atomic_numbers(structure: Structure) -> np.ndarray | None:

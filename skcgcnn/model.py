@@ -22,9 +22,21 @@ plain graph convolution of Kipf & Welling that the paper starts from (``conv="gc
 (``readout="mean_embedding"``) or the head applied to every atom followed by the mean
 (``readout="mean_output"``), for which the per-atom outputs of :meth:`CGCNN.atom_outputs` are exact
 additive contributions (the paper's site-energy analysis).
+
+Every convolution has one signature, ``forward(atom_fea, nbr_fea, nbr_fea_idx, nbr_mask)``, and
+:data:`CONV_LAYERS` is the dispatch: adding a class there adds a ``conv=`` option. A class declares
+what it needs with ``uses_gaussians``: True, ``nbr_fea`` are the Gaussian-expanded distances
+(N, M, B) and the class is built as ``cls(atom_fea_len, nbr_fea_len)``; False, ``nbr_fea`` are the
+raw distances (N, M) and the class is built as ``cls(atom_fea_len)`` (no Gaussian module, and a
+``gaussian_step`` is an error). ``nbr_mask`` (N, M) comes from the batch
+(:attr:`~skcgcnn.batch.GraphBatch.neighbor_mask`): True for a real neighbour, False for a padded
+slot; the module checks that the batch's graphs were built with its ``radius``.
 """
 
 from __future__ import annotations
+
+import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -101,7 +113,10 @@ class ConvLayer(nn.Module):
         v_i &\leftarrow \mathrm{softplus}\Big(v_i + \mathrm{BN}_2\big(
             \textstyle\sum_j \sigma(g^f_{ij}) \odot \mathrm{softplus}(g^s_{ij})\big)\Big)
 
-    with the sum over each atom's M neighbour slots (padded slots included, as in the reference).
+    with the sum over each atom's M neighbour slots. Padded slots take part in the sum, as in the
+    reference (their Gaussian features are zero, but the padding atom's features and the bias
+    are not): ``nbr_mask`` is accepted for the common signature and deliberately not used, so
+    that the original checkpoints reproduce.
 
     Parameters
     ----------
@@ -112,16 +127,18 @@ class ConvLayer(nn.Module):
 
     Notes
     -----
-    Shapes: atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M) -> (N, F)
+    Shapes: atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M), nbr_mask (N, M) -> (N, F)
 
     Examples
     --------
     >>> import torch
     >>> layer = ConvLayer(atom_fea_len=8, nbr_fea_len=41)
-    >>> out = layer(torch.randn(5, 8), torch.rand(5, 12, 41), torch.randint(0, 5, (5, 12)))
-    >>> out.shape
+    >>> idx, mask = torch.randint(0, 5, (5, 12)), torch.ones(5, 12, dtype=torch.bool)
+    >>> layer(torch.randn(5, 8), torch.rand(5, 12, 41), idx, mask).shape
     torch.Size([5, 8])
     """
+
+    uses_gaussians: ClassVar[bool] = True
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
         super().__init__()
@@ -138,7 +155,11 @@ class ConvLayer(nn.Module):
         self.bn2.reset_parameters()
 
     def forward(
-        self, atom_fea: torch.Tensor, nbr_fea: torch.Tensor, nbr_fea_idx: torch.Tensor
+        self,
+        atom_fea: torch.Tensor,
+        nbr_fea: torch.Tensor,
+        nbr_fea_idx: torch.Tensor,
+        nbr_mask: torch.Tensor,
     ) -> torch.Tensor:
         """One round of message passing; see the class docstring for the equation."""
         n_atoms, n_nbr = nbr_fea_idx.shape
@@ -189,10 +210,12 @@ class SimpleConvLayer(nn.Module):
     --------
     >>> import torch
     >>> layer = SimpleConvLayer(atom_fea_len=8, nbr_fea_len=41)
-    >>> out = layer(torch.randn(5, 8), torch.rand(5, 12, 41), torch.randint(0, 5, (5, 12)))
-    >>> out.shape
+    >>> idx, mask = torch.randint(0, 5, (5, 12)), torch.ones(5, 12, dtype=torch.bool)
+    >>> layer(torch.randn(5, 8), torch.rand(5, 12, 41), idx, mask).shape
     torch.Size([5, 8])
     """
+
+    uses_gaussians: ClassVar[bool] = True
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
         super().__init__()
@@ -211,14 +234,12 @@ class SimpleConvLayer(nn.Module):
         atom_fea: torch.Tensor,
         nbr_fea: torch.Tensor,
         nbr_fea_idx: torch.Tensor,
-        nbr_mask: torch.Tensor | None = None,
+        nbr_mask: torch.Tensor,
     ) -> torch.Tensor:
         """One round of message passing; see the class docstring for the equation."""
-        nbr_atoms = atom_fea[nbr_fea_idx]  # (N, M, F)
-        if nbr_mask is not None:
-            keep = nbr_mask.unsqueeze(-1).to(atom_fea.dtype)
-            nbr_atoms, nbr_fea = nbr_atoms * keep, nbr_fea * keep
-        summed = torch.cat([nbr_atoms.sum(dim=1), nbr_fea.sum(dim=1)], dim=1)  # (N, F + B)
+        keep = nbr_mask.unsqueeze(-1).to(atom_fea.dtype)  # padded slots contribute nothing
+        nbr_atoms = atom_fea.index_select(0, nbr_fea_idx.reshape(-1)).view(*nbr_fea_idx.shape, -1)
+        summed = torch.cat([(nbr_atoms * keep).sum(dim=1), (nbr_fea * keep).sum(dim=1)], dim=1)
         return F.softplus(self.fc_nbr(summed) + self.fc_self(atom_fea))
 
 
@@ -234,12 +255,13 @@ class GCNLayer(nn.Module):
 
     i.e. :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}` with the self-loops of Kipf & Welling and the
     adjacency :math:`A_{ij} = w_{ij}` weighted by inverse distance (in 1/Angstrom) over the M
-    neighbour slots of atom ``i`` (padded slots, beyond the radius, have :math:`w_{ij} = 0`; a
+    neighbour slots of atom ``i`` (padded slots, ``nbr_mask`` False, have :math:`w_{ij} = 0`; a
     neighbour met several times through periodic images adds up). :math:`g` = softplus. The
     crystal graph is directed (``j`` is among the M nearest of ``i``, not necessarily the reverse),
-    so :math:`d_i` is the weighted out-degree. Bond lengths enter only through :math:`w_{ij}`; the
-    Gaussian features are not used. This is the plain graph convolution the CGCNN paper departs
-    from. ``fc`` holds :math:`W` and :math:`b`.
+    so :math:`d_i` is the weighted out-degree. Bond lengths enter only through :math:`w_{ij}`: the
+    layer takes the raw distances as ``nbr_fea`` (``uses_gaussians = False``), and the module
+    builds no Gaussian expansion for it. This is the plain graph convolution the CGCNN paper
+    departs from. ``fc`` holds :math:`W` and :math:`b`.
 
     Parameters
     ----------
@@ -248,16 +270,19 @@ class GCNLayer(nn.Module):
 
     Notes
     -----
-    Shapes: atom_fea (N, F), nbr_weight (N, M), nbr_fea_idx (N, M) -> (N, F)
+    Shapes: atom_fea (N, F), nbr_fea = distances (N, M), nbr_fea_idx (N, M), nbr_mask (N, M)
+    -> (N, F)
 
     Examples
     --------
     >>> import torch
     >>> layer = GCNLayer(atom_fea_len=8)
-    >>> weights = 1.0 / (2.0 + torch.rand(5, 12))
-    >>> layer(torch.randn(5, 8), weights, torch.randint(0, 5, (5, 12))).shape
+    >>> idx, mask = torch.randint(0, 5, (5, 12)), torch.ones(5, 12, dtype=torch.bool)
+    >>> layer(torch.randn(5, 8), 2.0 + torch.rand(5, 12), idx, mask).shape
     torch.Size([5, 8])
     """
+
+    uses_gaussians: ClassVar[bool] = False
 
     def __init__(self, atom_fea_len: int) -> None:
         super().__init__()
@@ -275,15 +300,20 @@ class GCNLayer(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     @staticmethod
-    def edge_weights(distances: torch.Tensor, radius: float) -> torch.Tensor:
-        """:math:`w_{ij} = 1/r_{ij}` for slots within ``radius``, 0 for padded slots."""
-        inside = distances <= radius
-        return torch.where(inside, 1.0 / distances.clamp(min=1e-6), torch.zeros_like(distances))
+    def edge_weights(distances: torch.Tensor, nbr_mask: torch.Tensor) -> torch.Tensor:
+        """:math:`w_{ij} = 1/r_{ij}` for real neighbours, 0 for padded slots."""
+        inverse = 1.0 / distances.clamp(min=1e-6)
+        return torch.where(nbr_mask, inverse, torch.zeros_like(inverse))
 
     def forward(
-        self, atom_fea: torch.Tensor, nbr_weight: torch.Tensor, nbr_fea_idx: torch.Tensor
+        self,
+        atom_fea: torch.Tensor,
+        nbr_fea: torch.Tensor,
+        nbr_fea_idx: torch.Tensor,
+        nbr_mask: torch.Tensor,
     ) -> torch.Tensor:
         """One propagation step; see the class docstring for the equation."""
+        nbr_weight = self.edge_weights(nbr_fea, nbr_mask)  # (N, M)
         degree = 1.0 + nbr_weight.sum(dim=1)  # (N,)
         inv_sqrt = degree.rsqrt()
         projected = F.linear(atom_fea, self.fc.weight)  # H W, (N, F)
@@ -294,8 +324,15 @@ class GCNLayer(nn.Module):
         return F.softplus(aggregated + self.fc.bias)
 
 
-#: Convolutions available as ``CGCNN(conv=...)``.
-CONV_LAYERS = {"gated": ConvLayer, "simple": SimpleConvLayer, "gcn": GCNLayer}
+#: Convolutions available as ``CGCNN(conv=...)``: the dispatch (see the module docstring for the
+#: contract a class registered here must follow).
+CONV_LAYERS: dict[str, type[nn.Module]] = {
+    "gated": ConvLayer,
+    "simple": SimpleConvLayer,
+    "gcn": GCNLayer,
+}
+#: Default spacing and width of the Gaussians of the layers that use them (the reference's).
+DEFAULT_GAUSSIAN_STEP = 0.2
 #: Read-outs available as ``CGCNN(readout=...)``.
 READOUTS = ("mean_embedding", "mean_output")
 
@@ -322,16 +359,20 @@ class CGCNN(nn.Module):
     n_h : int, default=1
         Number of hidden layers after pooling.
     radius : float, default=8.0
-        Largest Gaussian centre (the graph's cut-off radius).
-    gaussian_step : float, default=0.2
-        Spacing and width of the Gaussians.
+        The cut-off radius of the graphs the module is fed (largest Gaussian centre). A batch of
+        graphs built with another radius is refused with a ValueError.
+    gaussian_step : float or None, default=None
+        Spacing and width of the Gaussians; None means 0.2 A (the reference's) for the
+        convolutions that use Gaussian features. A convolution that does not use them
+        (``conv="gcn"``) refuses a value.
     dropout : float or None, default=None
         Dropout after ``conv_to_fc``; None means 0.5 for classification and none for regression,
         as in the reference.
     conv : {"gated", "simple", "gcn"}, default="gated"
-        The convolution: the reference's gated one (:class:`ConvLayer`, the paper's Eq. 5), the
-        paper's simple one (:class:`SimpleConvLayer`, Eq. 4) or Kipf & Welling's graph
-        convolution with distance-weighted adjacency (:class:`GCNLayer`).
+        The convolution, a key of :data:`CONV_LAYERS`: the reference's gated one
+        (:class:`ConvLayer`, the paper's Eq. 5), the paper's simple one (:class:`SimpleConvLayer`,
+        Eq. 4) or Kipf & Welling's graph convolution with distance-weighted adjacency
+        (:class:`GCNLayer`).
     readout : {"mean_embedding", "mean_output"}, default="mean_embedding"
         "mean_embedding": mean of the atom embeddings, then the head (the reference).
         "mean_output": the head applied to every atom, then the mean of the atoms' outputs, so
@@ -361,7 +402,7 @@ class CGCNN(nn.Module):
         h_fea_len: int = 128,
         n_h: int = 1,
         radius: float = 8.0,
-        gaussian_step: float = 0.2,
+        gaussian_step: float | None = None,
         dropout: float | None = None,
         conv: str = "gated",
         readout: str = "mean_embedding",
@@ -371,6 +412,9 @@ class CGCNN(nn.Module):
             raise ValueError(f"conv must be one of {sorted(CONV_LAYERS)}, got {conv!r}")
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
+        if not (np.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be positive, got {radius!r}")
+        layer = CONV_LAYERS[conv]
         self.conv = conv
         self.readout = readout
         # a copy: the input may be read-only (the cached built-in table is)
@@ -379,16 +423,27 @@ class CGCNN(nn.Module):
             raise ValueError(f"atom_features must be 2-D (elements, features), got {table.ndim}-D")
         self.register_buffer("atom_features", table, persistent=False)
         self.classification = classification
-        self.gaussians = GaussianExpansion(0.0, radius, gaussian_step)
-        self.embedding = nn.Linear(table.shape[1], atom_fea_len)
         self.radius = float(radius)
-        if conv == "gcn":
-            self.convs = nn.ModuleList(GCNLayer(atom_fea_len) for _ in range(n_conv))
-        else:
-            layer = CONV_LAYERS[conv]
+        self.embedding = nn.Linear(table.shape[1], atom_fea_len)
+        self.gaussians: GaussianExpansion | None
+        if layer.uses_gaussians:
+            step = DEFAULT_GAUSSIAN_STEP if gaussian_step is None else float(gaussian_step)
+            if not (np.isfinite(step) and 0 < step <= radius):
+                raise ValueError(
+                    f"gaussian_step must be in (0, radius={radius:g}], got {gaussian_step!r}"
+                )
+            self.gaussians = GaussianExpansion(0.0, radius, step)
             self.convs = nn.ModuleList(
                 layer(atom_fea_len, self.gaussians.n_centers) for _ in range(n_conv)
             )
+        else:
+            if gaussian_step is not None:
+                raise ValueError(
+                    f"conv={conv!r} does not use Gaussian distance features, so gaussian_step "
+                    f"must be None (got {gaussian_step!r})"
+                )
+            self.gaussians = None
+            self.convs = nn.ModuleList(layer(atom_fea_len) for _ in range(n_conv))
         self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
         self.conv_to_fc_softplus = nn.Softplus()
         p = (0.5 if classification else 0.0) if dropout is None else dropout
@@ -406,20 +461,23 @@ class CGCNN(nn.Module):
             bias = self.embedding.bias
             weighted = batch.occupancies.unsqueeze(-1) * (element_rows - bias)[batch.atomic_numbers]
             atom_fea = weighted.sum(dim=1) + bias
-        if self.conv == "gcn":
-            weights = GCNLayer.edge_weights(batch.distances, self.radius)
-            for conv in self.convs:
-                atom_fea = conv(atom_fea, weights, batch.neighbor_indices)
-            return atom_fea
-        nbr_fea = self.gaussians(batch.distances)
-        if self.conv == "simple":
-            mask = batch.distances <= self.radius
-            for conv in self.convs:
-                atom_fea = conv(atom_fea, nbr_fea, batch.neighbor_indices, mask)
-            return atom_fea
+        self.check_batch(batch)
+        if self.gaussians is None:
+            nbr_fea = batch.distances
+        else:
+            nbr_fea = self.gaussians(batch.distances)
         for conv in self.convs:
-            atom_fea = conv(atom_fea, nbr_fea, batch.neighbor_indices)
+            atom_fea = conv(atom_fea, nbr_fea, batch.neighbor_indices, batch.neighbor_mask)
         return atom_fea
+
+    def check_batch(self, batch: GraphBatch) -> None:
+        """Raise a ValueError unless the batch's graphs were built with the module's radius."""
+        if not math.isclose(batch.radius, self.radius, rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(
+                f"the crystal graphs were built with radius {batch.radius:g} A but the module "
+                f"has radius={self.radius:g} (module__radius); build the graphs with "
+                f"radius={self.radius:g} or leave module__radius unset (it follows the graphs)"
+            )
 
     def pool(self, atom_fea: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
         """Mean of the atom features of each crystal (one scatter, no loop), (n_crystals, F)."""

@@ -64,3 +64,35 @@ def test_batch_to_device_keeps_values():
     moved = batch.to("cpu")
     assert len(moved) == 2
     assert torch.equal(moved.distances, batch.distances)
+
+
+def test_neighbor_mask_comes_from_each_graphs_padding():
+    """True exactly for the real neighbours of each graph, from the graph's own radius."""
+    lone = Structure(Lattice.cubic(20.0), ["Xe"], [[0, 0, 0]])  # no neighbour within 8 A
+    po = Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])  # 6 within 3.4 A, 12 within 8 A
+    graphs = [build_graph(s, warn=False) for s in (_cscl(), lone, po)]
+    batch = collate_graphs(graphs)
+    assert batch.neighbor_mask.dtype == torch.bool
+    assert batch.neighbor_mask.shape == batch.neighbor_indices.shape
+    expected = np.concatenate([g.neighbor_mask for g in graphs])
+    np.testing.assert_array_equal(batch.neighbor_mask.numpy(), expected)
+    assert batch.neighbor_mask[:2].all() and not batch.neighbor_mask[2].any()
+    assert batch.radius == 8.0
+    small = build_graph(po, radius=3.4, max_num_nbr=12, warn=False)
+    assert small.neighbor_mask.sum(axis=1).tolist() == [6]
+    np.testing.assert_array_equal(collate_graphs([small]).neighbor_mask.numpy(),
+                                  small.neighbor_mask)
+    # a neighbour at exactly the radius is real, whatever the radius's float32 rounding
+    at_edge = build_graph(po, radius=3.35, max_num_nbr=12, warn=False)
+    assert at_edge.neighbor_mask.sum() == 6
+
+
+def test_collate_rejects_mixed_radii():
+    with pytest.raises(ValueError, match="share the radius"):
+        collate_graphs([build_graph(_cscl(), radius=8.0), build_graph(_cscl(), radius=6.0)])
+
+
+def test_batch_to_device_keeps_mask_and_radius():
+    batch = collate_graphs([build_graph(_cscl())] * 2)
+    moved = batch.pin_memory() if torch.cuda.is_available() else batch.to("cpu")
+    assert torch.equal(moved.neighbor_mask, batch.neighbor_mask) and moved.radius == batch.radius

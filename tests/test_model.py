@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from skcgcnn import CGCNNClassifier, CGCNNRegressor
 from skcgcnn.batch import collate_graphs
 from skcgcnn.elements import cgcnn_encoding
 from skcgcnn.graph import build_graph
-from skcgcnn.model import CGCNN, ConvLayer, GCNLayer, SimpleConvLayer
+from skcgcnn.model import CGCNN, CONV_LAYERS, ConvLayer, GCNLayer, SimpleConvLayer
 
 
 def _crystals() -> list[Structure]:
@@ -36,6 +38,30 @@ def _inputs(batch, width=6, seed=0):
     return atom_fea, batch.neighbor_indices
 
 
+@pytest.fixture(scope="module")
+def padded_batch():
+    """Two crystals with padded slots (a sparse Xe lattice and a Po cube at 4 A radius) and NaCl."""
+    xe = Structure(Lattice.cubic(5.0), ["Xe", "Xe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    po = Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])
+    nacl = _crystals()[0]
+    graphs = [build_graph(s, radius=4.0, max_num_nbr=12, warn=False) for s in (xe, po, nacl)]
+    batch = collate_graphs(graphs)
+    assert 0 < int(batch.neighbor_mask.sum()) < batch.neighbor_mask.numel()
+    return batch
+
+
+def _scramble_padding(batch):
+    """The batch with every padded slot pointing elsewhere, at a distance inside the radius: a
+    layer that lets padded slots in (or re-derives padding from distances) sees new input."""
+    gen = torch.Generator().manual_seed(1)
+    padded = ~batch.neighbor_mask
+    indices = batch.neighbor_indices.clone()
+    distances = batch.distances.clone()
+    indices[padded] = torch.randint(0, batch.n_atoms, (int(padded.sum()),), generator=gen)
+    distances[padded] = 1.0 + 2.0 * torch.rand(int(padded.sum()), generator=gen)
+    return replace(batch, neighbor_indices=indices, distances=distances)
+
+
 # --------------------------------------------------------------------------- layers = equations
 def test_gated_layer_equals_reference_concatenation(batch):
     """Eq. 5 as the reference codes it: fc_full on the concatenation v_i ⊕ v_j ⊕ u_ij."""
@@ -51,7 +77,38 @@ def test_gated_layer_equals_reference_concatenation(batch):
     g = layer.bn1(layer.fc_full(z).view(n * m, -1)).view(n, m, -1)
     filt, core = g.chunk(2, dim=2)
     expected = F.softplus(atom_fea + layer.bn2((torch.sigmoid(filt) * F.softplus(core)).sum(1)))
-    torch.testing.assert_close(layer(atom_fea, u, idx), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(layer(atom_fea, u, idx, batch.neighbor_mask), expected, rtol=0,
+                               atol=1e-12)
+
+
+def test_gated_layer_batchnorm_in_training_mode(batch):
+    """In training mode both BatchNorms use the batch's statistics (bn1 over all N*M edge rows,
+    padded slots included) and update their running statistics, as the reference does."""
+    torch.manual_seed(0)
+    layer = ConvLayer(6, 41).double().train()
+    atom_fea, idx = _inputs(batch)
+    u = CGCNN(cgcnn_encoding()).gaussians(batch.distances).double()
+    n, m = idx.shape
+    z = torch.cat([atom_fea.unsqueeze(1).expand(n, m, 6), atom_fea[idx], u], dim=2)
+    g = layer.fc_full(z).view(n * m, -1)
+    g = (g - g.mean(0)) / torch.sqrt(g.var(0, unbiased=False) + layer.bn1.eps)
+    filt, core = (g * layer.bn1.weight + layer.bn1.bias).view(n, m, -1).chunk(2, dim=2)
+    summed = (torch.sigmoid(filt) * F.softplus(core)).sum(1)
+    normed = (summed - summed.mean(0)) / torch.sqrt(summed.var(0, unbiased=False) + layer.bn2.eps)
+    expected = F.softplus(atom_fea + normed * layer.bn2.weight + layer.bn2.bias)
+    out = layer(atom_fea, u, idx, batch.neighbor_mask)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+    # running statistics moved by momentum 0.1 towards the (unbiased) batch statistics
+    torch.testing.assert_close(layer.bn2.running_mean, 0.1 * summed.mean(0), rtol=0, atol=1e-10)
+    torch.testing.assert_close(layer.bn2.running_var, 0.9 + 0.1 * summed.var(0), rtol=0,
+                               atol=1e-10)
+    assert int(layer.bn1.num_batches_tracked) == 1
+    # and the gradient flows through the batch statistics the same way
+    out.sum().backward()
+    grad = layer.fc_full.weight.grad.clone()
+    layer.zero_grad()
+    expected.sum().backward()
+    torch.testing.assert_close(grad, layer.fc_full.weight.grad, rtol=0, atol=1e-9)
 
 
 def test_simple_layer_is_eq4(batch):
@@ -72,6 +129,8 @@ def test_simple_layer_is_eq4(batch):
         rows.append(F.softplus(total @ w_c.T + atom_fea[i] @ w_s.T + b))
     torch.testing.assert_close(layer(atom_fea, u, idx, mask), torch.stack(rows), atol=1e-12,
                                rtol=0)
+    # the mask alone decides: the slot masked above is a real neighbour by its distance
+    assert batch.distances[0, -1] <= 5.0
 
 
 def test_gcn_layer_is_kipf_welling(batch):
@@ -79,20 +138,104 @@ def test_gcn_layer_is_kipf_welling(batch):
     torch.manual_seed(0)
     layer = GCNLayer(6).double()
     atom_fea, idx = _inputs(batch)
-    distances = batch.distances.double().clone()
-    distances[1, -2:] = 6.0  # two padded slots (beyond the 5 A radius): no edge
-    weights = GCNLayer.edge_weights(distances, 5.0)
+    distances = batch.distances.double()
+    mask = batch.neighbor_mask.clone()
+    mask[1, -2:] = False  # two padded slots: no edge
+    weights = GCNLayer.edge_weights(distances, mask)
     n = batch.n_atoms
     adjacency = torch.eye(n, dtype=torch.float64)
     for i in range(n):
         for slot, j in enumerate(idx[i]):
-            if distances[i, slot] <= 5.0:
+            if mask[i, slot]:
                 adjacency[i, j] += 1.0 / distances[i, slot]
     degree = adjacency.sum(dim=1)
     a_hat = adjacency / degree.sqrt().unsqueeze(1) / degree.sqrt().unsqueeze(0)
     expected = F.softplus(a_hat @ atom_fea @ layer.fc.weight.T + layer.fc.bias)
-    torch.testing.assert_close(layer(atom_fea, weights, idx), expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(layer(atom_fea, distances, idx, mask), expected, atol=1e-12, rtol=0)
     assert weights[1, -1] == 0 and weights[0, 0] == pytest.approx(1 / float(distances[0, 0]))
+
+
+@pytest.mark.parametrize("conv", ["simple", "gcn"])
+def test_simple_and_gcn_ignore_padded_slots(padded_batch, conv):
+    """Whatever a padded slot holds (index, distance inside the radius), simple and gcn give the
+    same output: padding never leaks in as a neighbour, in train and eval mode."""
+    torch.manual_seed(0)
+    model = CGCNN(cgcnn_encoding(), conv=conv, radius=4.0).double()
+    scrambled = _scramble_padding(padded_batch)
+    for training in (True, False):
+        model.train(training)
+        torch.testing.assert_close(model(scrambled), model(padded_batch), rtol=0, atol=1e-12)
+    # and the scrambled slots would have changed the result had they been real neighbours
+    unmasked = replace(scrambled, neighbor_mask=torch.ones_like(scrambled.neighbor_mask))
+    assert (model(unmasked) - model(padded_batch)).abs().max() > 1e-6
+
+
+def test_gated_keeps_the_reference_padded_sum(padded_batch):
+    """The gated layer sums over all M slots, padded ones included, as the original code does
+    (that is what its checkpoints were trained with): a padded slot's neighbour matters."""
+    torch.manual_seed(0)
+    model = CGCNN(cgcnn_encoding(), radius=4.0).double().eval()
+    moved = replace(padded_batch, neighbor_indices=_scramble_padding(padded_batch).neighbor_indices)
+    assert (model(moved) - model(padded_batch)).abs().max() > 1e-6
+
+
+# --------------------------------------------------------------------------- settings
+def test_module_rejects_graphs_of_another_radius(batch):
+    model = CGCNN(cgcnn_encoding(), radius=8.0)  # the graphs of `batch` have radius 5
+    with pytest.raises(ValueError, match="built with radius 5 A but the module has radius=8"):
+        model(batch)
+    for conv in ("simple", "gcn"):
+        with pytest.raises(ValueError, match="radius"):
+            CGCNN(cgcnn_encoding(), conv=conv, radius=6.0)(batch)
+    with pytest.raises(ValueError, match="radius must be positive"):
+        CGCNN(cgcnn_encoding(), radius=0.0)
+
+
+def test_gaussian_step_only_where_used():
+    gated = CGCNN(cgcnn_encoding())
+    assert gated.gaussians.n_centers == 41 and gated.gaussians.step == 0.2
+    assert CGCNN(cgcnn_encoding(), gaussian_step=0.5).gaussians.n_centers == 17
+    gcn = CGCNN(cgcnn_encoding(), conv="gcn")
+    assert gcn.gaussians is None  # no unused Gaussian module
+    assert not any(isinstance(m, type(gated.gaussians)) for m in gcn.modules())
+    with pytest.raises(ValueError, match="does not use Gaussian distance features"):
+        CGCNN(cgcnn_encoding(), conv="gcn", gaussian_step=0.2)
+    for bad in (0.0, -0.2, 9.0, float("nan")):
+        with pytest.raises(ValueError, match="gaussian_step must be in"):
+            CGCNN(cgcnn_encoding(), gaussian_step=bad)
+
+
+def test_estimator_rejects_mismatched_module_settings():
+    X = _crystals() * 2
+    y = np.arange(6.0)
+    with pytest.raises(ValueError, match="built with radius 8 A but the module has radius=6"):
+        CGCNNRegressor(max_epochs=1, verbose=0, train_split=None, module__radius=6.0).fit(X, y)
+    with pytest.raises(ValueError, match="gaussian_step must be None"):
+        CGCNNRegressor(max_epochs=1, verbose=0, train_split=None, module__conv="gcn",
+                       module__gaussian_step=0.2).fit(X, y)
+
+
+def test_conv_layers_is_the_dispatch(batch, monkeypatch):
+    """A class registered in CONV_LAYERS is a conv= option, built and fed by its declaration."""
+    calls = []
+
+    class Mean(torch.nn.Module):
+        uses_gaussians = False
+
+        def __init__(self, atom_fea_len):
+            super().__init__()
+            self.fc = torch.nn.Linear(atom_fea_len, atom_fea_len)
+
+        def forward(self, atom_fea, nbr_fea, nbr_fea_idx, nbr_mask):
+            calls.append((nbr_fea.shape, nbr_mask.dtype))
+            keep = nbr_mask.unsqueeze(-1).to(atom_fea.dtype)
+            return self.fc((atom_fea[nbr_fea_idx] * keep).sum(1))
+
+    monkeypatch.setitem(CONV_LAYERS, "mean", Mean)
+    model = CGCNN(cgcnn_encoding(), conv="mean", n_conv=2, radius=5.0)
+    assert model.gaussians is None and all(isinstance(c, Mean) for c in model.convs)
+    assert model(batch).shape == (3, 1)
+    assert calls == [(batch.distances.shape, torch.bool)] * 2
 
 
 def test_module_rejects_unknown_conv_and_readout():
@@ -160,3 +303,18 @@ def test_each_convolution_trains_and_they_differ(perovskite_graphs):
     assert min(np.abs(predictions["gated"] - predictions["simple"]).max(),
                np.abs(predictions["gated"] - predictions["gcn"]).max(),
                np.abs(predictions["simple"] - predictions["gcn"]).max()) > 1e-3
+
+
+def test_gcn_checkpoint_round_trip_has_no_gaussian_step(tmp_path):
+    from skcgcnn.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+
+    X = _crystals() * 2
+    reg = CGCNNRegressor(max_epochs=2, verbose=0, train_split=None, random_state=0,
+                         module__conv="gcn").fit(X, np.arange(6.0))
+    path = save_checkpoint(reg, tmp_path / "gcn.pth.tar")
+    assert read_checkpoint(path)["skcgcnn"]["gaussian_step"] is None
+    loaded = load_checkpoint(path)
+    assert loaded.module_.gaussians is None
+    np.testing.assert_allclose(loaded.predict(X), reg.predict(X), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="gaussian_step must be None"):
+        load_checkpoint(path, gaussian_step=0.2)
