@@ -56,6 +56,17 @@ __all__ = [
 ]
 
 
+def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` along the first dimension, shape ``index.shape + table.shape[1:]``.
+
+    Written with ``index_select``, whose backward (``index_add_``) adds the rows in a fixed order
+    on the CPU: advanced indexing's backward (``index_put_`` with accumulation) adds them with
+    atomic operations in parallel when torch has several threads, so seeded fits would differ
+    from run to run in the last bits.
+    """
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
 def _batch_norm(layer: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
     """BatchNorm that uses running statistics for a one-row training batch instead of failing."""
     if layer.training and x.shape[0] == 1:
@@ -167,7 +178,7 @@ class ConvLayer(nn.Module):
         weight = self.fc_full.weight
         self_term = F.linear(atom_fea, weight[:, :width], self.fc_full.bias)  # (N, 2F)
         nbr_term = F.linear(atom_fea, weight[:, width : 2 * width])  # (N, 2F)
-        atom_terms = nbr_term.index_select(0, nbr_fea_idx.reshape(-1)).view(n_atoms, n_nbr, -1)
+        atom_terms = _gather(nbr_term, nbr_fea_idx)  # (N, M, 2F)
         atom_terms = atom_terms + self_term.unsqueeze(1)  # (N, M, 2F)
         # + the edge term u_ij W_c, fused into one matrix multiply-add over the N*M edges
         gated = torch.addmm(
@@ -238,7 +249,7 @@ class SimpleConvLayer(nn.Module):
     ) -> torch.Tensor:
         """One round of message passing; see the class docstring for the equation."""
         keep = nbr_mask.unsqueeze(-1).to(atom_fea.dtype)  # padded slots contribute nothing
-        nbr_atoms = atom_fea.index_select(0, nbr_fea_idx.reshape(-1)).view(*nbr_fea_idx.shape, -1)
+        nbr_atoms = _gather(atom_fea, nbr_fea_idx)  # (N, M, F)
         summed = torch.cat([(nbr_atoms * keep).sum(dim=1), (nbr_fea * keep).sum(dim=1)], dim=1)
         return F.softplus(self.fc_nbr(summed) + self.fc_self(atom_fea))
 
@@ -317,9 +328,9 @@ class GCNLayer(nn.Module):
         degree = 1.0 + nbr_weight.sum(dim=1)  # (N,)
         inv_sqrt = degree.rsqrt()
         projected = F.linear(atom_fea, self.fc.weight)  # H W, (N, F)
-        coef = nbr_weight * inv_sqrt.unsqueeze(1) * inv_sqrt[nbr_fea_idx]  # (N, M)
+        coef = nbr_weight * inv_sqrt.unsqueeze(1) * _gather(inv_sqrt, nbr_fea_idx)  # (N, M)
         aggregated = projected / degree.unsqueeze(1) + (
-            coef.unsqueeze(-1) * projected[nbr_fea_idx]
+            coef.unsqueeze(-1) * _gather(projected, nbr_fea_idx)
         ).sum(dim=1)
         return F.softplus(aggregated + self.fc.bias)
 
@@ -456,10 +467,11 @@ class CGCNN(nn.Module):
         """Atom features after the convolutions, shape (N, atom_fea_len)."""
         element_rows = self.embedding(self.atom_features)  # (n_elements + 1, F)
         if batch.occupancies is None:
-            atom_fea = element_rows[batch.atomic_numbers]
+            atom_fea = _gather(element_rows, batch.atomic_numbers)
         else:  # occupancy-weighted average of element features, then the affine embedding
             bias = self.embedding.bias
-            weighted = batch.occupancies.unsqueeze(-1) * (element_rows - bias)[batch.atomic_numbers]
+            rows = _gather(element_rows - bias, batch.atomic_numbers)  # (N, K, F)
+            weighted = batch.occupancies.unsqueeze(-1) * rows
             atom_fea = weighted.sum(dim=1) + bias
         self.check_batch(batch)
         if self.gaussians is None:

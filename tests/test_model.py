@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import numpy as np
@@ -318,3 +319,45 @@ def test_gcn_checkpoint_round_trip_has_no_gaussian_step(tmp_path):
     np.testing.assert_allclose(loaded.predict(X), reg.predict(X), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="gaussian_step must be None"):
         load_checkpoint(path, gaussian_step=0.2)
+
+
+# --------------------------------------------------------------------------- determinism
+@contextlib.contextmanager
+def _threads(n):
+    """torch with ``n`` intra-op threads inside the block (conftest pins 1 for the suite)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("conv", ["gated", "simple", "gcn"])
+def test_forward_backward_bit_identical_at_two_threads(perovskite_graphs, conv):
+    """Outputs and every gradient are bitwise equal from run to run with 2 threads: no op on the
+    training path accumulates in a thread-dependent order (advanced-indexing backward did)."""
+    batch = collate_graphs(list(perovskite_graphs[0][:256]))  # 1280 atoms: parallel kernels
+    results = []
+    with _threads(2):
+        for _ in range(4):
+            torch.manual_seed(0)
+            model = CGCNN(cgcnn_encoding(), conv=conv).train()
+            out = model(batch)
+            out.square().sum().backward()
+            results.append([out.detach()] + [p.grad for p in model.parameters()])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_seeded_fits_bit_identical_at_two_threads(perovskite_graphs):
+    graphs, y = perovskite_graphs[0][:300], perovskite_graphs[1][:300]
+    with _threads(2):
+        assert torch.get_num_threads() == 2
+        predictions = [
+            CGCNNRegressor(max_epochs=3, batch_size=128, random_state=0, verbose=0)
+            .fit(graphs, y).predict(graphs)
+            for _ in range(2)
+        ]
+    assert torch.get_num_threads() == 1  # restored
+    np.testing.assert_array_equal(predictions[0], predictions[1])
