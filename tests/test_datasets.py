@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from matminer.utils.io import store_dataframe_as_json
 from pymatgen.core import Lattice, Structure
+from shared_data import REFERENCE, reference_atom_init
 from sklearn.model_selection import KFold
 
 from skcgcnn.datasets import load_matbench, matbench_folds, read_cif_folder
@@ -20,7 +21,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATASETS = SHARED / "datasets"
 PEROVSKITES = DATASETS / "matbench_perovskites.json.gz"
 VALIDATION = DATASETS / "matbench_v0.1_validation.json.gz"
-SAMPLE_REGRESSION = SHARED / "reference-cgcnn" / "sample-regression"
+SAMPLE_REGRESSION = REFERENCE / "sample-regression"
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "data" / "matbench_perovskites_demo.json.gz"
 
@@ -289,7 +290,6 @@ def test_matbench_folds_not_a_folds_file(tmp_path: Path) -> None:
 
 
 def test_read_cif_folder_sample_regression() -> None:
-    needs(SAMPLE_REGRESSION)
     # pymatgen's parser warnings are passed on with the name of the CIF they are about
     with pytest.warns(UserWarning, match=r"^1101051\.cif: .*rounded") as record:
         ids, structures, y = read_cif_folder(SAMPLE_REGRESSION)
@@ -304,16 +304,18 @@ def test_read_cif_folder_sample_regression() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:1101051.cif:UserWarning")
-def test_read_cif_folder_frame_and_atom_init() -> None:
-    needs(SAMPLE_REGRESSION)
-    _ids, _structures, y, atom_init = read_cif_folder(SAMPLE_REGRESSION, atom_init=True)
-    assert atom_init == SAMPLE_REGRESSION / "atom_init.json"
-    frame = read_cif_folder(SAMPLE_REGRESSION, as_frame=True)
+def test_read_cif_folder_frame_and_atom_init(tmp_path: Path) -> None:
+    folder = tmp_path / "sample-regression"
+    shutil.copytree(SAMPLE_REGRESSION, folder)
+    shutil.copy(reference_atom_init(), folder / "atom_init.json")
+    _ids, _structures, y, atom_init = read_cif_folder(folder, atom_init=True)
+    assert atom_init == folder / "atom_init.json"
+    frame = read_cif_folder(folder, as_frame=True)
     assert frame.index.name == "id"
     assert frame.index.tolist() == SAMPLE_IDS
     assert list(frame.columns) == ["structure", "target"]
     np.testing.assert_array_equal(frame["target"], y)
-    frame2, atom_init2 = read_cif_folder(SAMPLE_REGRESSION, atom_init=True, as_frame=True)
+    frame2, atom_init2 = read_cif_folder(folder, atom_init=True, as_frame=True)
     assert atom_init2 == atom_init
     assert frame2.index.equals(frame.index)
 

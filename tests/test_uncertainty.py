@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from pymatgen.core import Structure
-from shared_data import require_shared
+from shared_data import REFERENCE
 from sklearn.base import clone
 
 from skcgcnn import CGCNNRegressor
@@ -62,7 +62,7 @@ def test_spread_is_larger_on_strained_perovskites(ensemble, perovskite_graphs):
 def test_spread_is_larger_on_unrelated_crystals(ensemble, perovskite_graphs):
     """Out of distribution: the reference CGCNN's sample COD crystals (other chemistries,
     up to ~100 atoms per cell) against the 5-atom perovskites the ensemble was trained on."""
-    folder = require_shared("reference-cgcnn", "sample-regression")
+    folder = REFERENCE / "sample-regression"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         crystals = [Structure.from_file(path) for path in sorted(folder.glob("*.cif"))]
