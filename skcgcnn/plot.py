@@ -360,8 +360,8 @@ def plot_crystal_graph(structure_or_graph: Structure | CrystalGraph, *,
 
         lines = LineCollection(segments, cmap=cmap, norm=norm, linewidths=1.2)
     lines.set_array(distances)
-    lines.set_label("neighbour edges")
     if projection == "3d":
+        ax.computed_zorder = False  # atoms on top of the edges, whatever the view angle
         ax.add_collection3d(lines)
     else:
         ax.add_collection(lines)
@@ -374,11 +374,11 @@ def plot_crystal_graph(structure_or_graph: Structure | CrystalGraph, *,
     flat = {"depthshade": False} if projection == "3d" else {}
     for k, symbol in enumerate(dict.fromkeys(symbols)):
         at = structure.cart_coords[symbols == symbol][:, axes_of]
-        ax.scatter(*at.T, s=70, color=f"C{k % 10}", edgecolors="black", linewidths=0.5,
+        ax.scatter(*at.T, s=110, color=f"C{k % 10}", edgecolors="black", linewidths=0.8,
                    label=symbol, zorder=3, **flat)
     if show_cell:
         for edge in _cell_edges(structure.lattice.matrix):
-            ax.plot(*edge[:, axes_of].T, color="black", lw=0.6, alpha=0.5)
+            ax.plot(*edge[:, axes_of].T, color="0.35", lw=0.9, ls="--", zorder=2)
 
     points = np.concatenate([structure.cart_coords, ends])[:, axes_of]
     if projection == "3d":
@@ -398,7 +398,7 @@ def plot_crystal_graph(structure_or_graph: Structure | CrystalGraph, *,
     ax.set_title(f"{structure.composition.reduced_formula}: {graph.n_atoms} atoms, "
                  f"{len(distances)} edges ({graph.max_num_nbr} neighbours, "
                  f"r = {graph.radius:g} Å)", fontsize=9)
-    ax.legend(loc="upper left", fontsize=7, markerscale=0.7)
+    ax.legend(loc="upper left", fontsize=7, markerscale=0.6, framealpha=0.8)
     return ax
 
 
@@ -425,7 +425,6 @@ def _plot_graph_layout(graph: CrystalGraph, *, cmap: str, ax: Axes | None) -> Ax
     norm = plt.Normalize(float(values.min()), float(values.max())) if len(values) else None
     lines = LineCollection(segments, cmap=cmap, norm=norm, linewidths=1.0, alpha=0.8)
     lines.set_array(values)
-    lines.set_label("neighbour edges")
     ax.add_collection(lines)
     numbers = np.asarray(graph.atomic_numbers)
     numbers = numbers if numbers.ndim == 1 else numbers[:, 0]  # first species of a site
