@@ -273,12 +273,12 @@ def test_predict_does_not_touch_the_estimator_and_is_thread_safe(data):
     model.module_.forward = probe
     expected = model.predict(X)
     assert set(seen_devices) == {"auto"}  # not swapped for the resolved device during predict
-    model.module_.train()  # even a module left in training mode predicts in eval mode
+    assert not model.module_.training  # fit leaves the module in eval mode
+    model.module_.train()  # a module put in training mode: every thread predicts in eval mode
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: model.predict(X), range(16)))
     for result in results:
         np.testing.assert_array_equal(result, expected)
-    assert model.module_.training
 
 
 class _DrawWhileOthersTrain(Callback):
