@@ -5,6 +5,7 @@
 
 from .cache import StructureMemory, content_hash
 from .checkpoints import load_checkpoint, save_checkpoint
+from .elements import UnseenElementWarning
 from .ensemble import CGCNNEnsembleRegressor
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .featurizer import CrystalGraphFeaturizer, FeaturizationError, StructureConversionWarning
@@ -23,6 +24,7 @@ __all__ = [
     "SparseNeighborWarning",
     "StructureConversionWarning",
     "StructureMemory",
+    "UnseenElementWarning",
     "__version__",
     "build_graph",
     "content_hash",

@@ -45,8 +45,11 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
+from ._finetune import element_table, freeze_parameters, resolve_init_source
+from ._persist import _PersistenceMixin
 from ._runtime import (
     adopt,
+    check_device,
     epoch_seed,
     is_auto,
     on_device,
@@ -54,10 +57,10 @@ from ._runtime import (
     rng_for_fit,
     weighted_loss,
 )
+from ._seen import seen_elements, warn_unseen
 from ._validation import _entries, _is_missing, _positive_int, _seed_from
 from .batch import GraphBatch, GraphDataset, collate
 from .callbacks import EarlyStoppingIfValidated, StopOnNonFiniteLoss
-from .elements import resolve_atom_features
 from .featurizer import CrystalGraphFeaturizer, _is_structure_like
 from .graph import CrystalGraph
 
@@ -65,7 +68,7 @@ from .graph import CrystalGraph
 VALID_FRACTION = 0.1
 
 
-class _CGCNNMixin:
+class _CGCNNMixin(_PersistenceMixin):
     """Everything the regressor and the classifier share: parameters, input handling, the
     seeded fit loop, devices, prediction."""
 
@@ -80,6 +83,7 @@ class _CGCNNMixin:
         atom_features: Any,
         random_state: Any,
         init_from: Any,
+        freeze: Any,
         **kwargs: Any,
     ) -> None:
         super().__init__(module, **kwargs)
@@ -87,6 +91,7 @@ class _CGCNNMixin:
         self.atom_features = atom_features
         self.random_state = random_state
         self.init_from = init_from
+        self.freeze = freeze
 
     # ----------------------------------------------------------------- parameters
     def _get_param_names(self) -> list[str]:
@@ -102,6 +107,8 @@ class _CGCNNMixin:
 
     def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
         params = super().get_params(deep=deep, **kwargs)
+        for key in [k for k in params if k.startswith("init_from__")]:
+            del params[key]  # a fitted estimator as init_from is a source, not a sub-estimator
         if deep:  # skorch reports the default callbacks' (and featurizer's) own values over
             # explicitly set ``callbacks__*`` / ``featurizer__*``; the explicit ones are used
             params.update({k: v for k, v in vars(self).items() if k in params and "__" in k})
@@ -127,9 +134,14 @@ class _CGCNNMixin:
     def _make_featurizer(self) -> CrystalGraphFeaturizer:
         from sklearn.base import clone
 
-        featurizer = CrystalGraphFeaturizer() if self.featurizer is None else clone(
-            self.featurizer
-        )
+        source = getattr(self, "_init_source", None)
+        if self.featurizer is not None:
+            featurizer = clone(self.featurizer)
+        elif source is not None and source.radius is not None:  # the pretrained graphs
+            featurizer = CrystalGraphFeaturizer(radius=source.radius,
+                                                max_num_nbr=source.max_num_nbr)
+        else:
+            featurizer = CrystalGraphFeaturizer()
         params = self.get_params_for("featurizer")
         return featurizer.set_params(**params) if params else featurizer
 
@@ -181,7 +193,13 @@ class _CGCNNMixin:
                     f"crystal graphs built with different (radius, max_num_nbr): {sorted(shapes)}"
                 )
             self.graph_radius_, self.max_num_nbr_ = shapes.pop()
-            self.atom_features_ = resolve_atom_features(self.atom_features)
+            source = getattr(self, "_init_source", None)
+            warm = getattr(self, "_fitting_warm", False)
+            if not (warm and hasattr(self, "atom_features_")):
+                self.atom_features_ = element_table(self.atom_features, source)
+            before = (getattr(self, "seen_elements_", None) if warm
+                      else None if source is None else source.seen_elements)
+            self.seen_elements_ = seen_elements(graphs, before)
         elif shapes != {(self.graph_radius_, self.max_num_nbr_)}:
             raise ValueError(
                 f"the model was fitted on graphs with radius={self.graph_radius_:g} and "
@@ -197,6 +215,8 @@ class _CGCNNMixin:
                     f"X[{int(position)}] contains elements with Z={bad}, which have no row in "
                     "the atom feature table (atom_features)"
                 )
+        if not fitting:
+            warn_unseen(getattr(self, "seen_elements_", None), graphs, len(graphs))
 
     def _fit_graphs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         if y is None:  # before featurizing; sklearn's wording
@@ -228,19 +248,31 @@ class _CGCNNMixin:
         """Featurize X, validate y and train; ``warm`` continues from the current weights and
         target encoding. The subclass validates (``_targets``) and prepares (``_training_data``)
         the targets."""
-        graphs, valid = self._fit_graphs(X, y)
-        y = self._targets(y, warm)[valid]
-        if len(graphs) < 2:
-            raise ValueError(f"at least 2 samples are needed to fit, got {len(graphs)}")
-        data, targets = self._training_data(graphs, y, valid, warm, fit_params)
         if not (warm and hasattr(self, "device_")):
-            self.device_ = resolve_device(self.device)
-        seed = _seed_from(self.random_state)
-        with rng_for_fit(seed, self.device_):
-            if not warm:
-                self.initialize()
-            self._fit_seed = seed
-            NeuralNet.partial_fit(self, data, targets, **fit_params)
+            check_device(self.device)  # before featurizing: a clear error, early
+        if self.freeze is not None and self.init_from is None and not warm:
+            raise ValueError("freeze needs init_from (there is nothing pretrained to freeze)")
+        # fine-tuning: the pretrained weights, read once per fit, decide the architecture,
+        # the element table and the graph settings that are not set explicitly
+        self._init_source = None if warm or self.init_from is None else resolve_init_source(
+            self.init_from)
+        self._fitting_warm = warm
+        try:
+            graphs, valid = self._fit_graphs(X, y)
+            y = self._targets(y, warm)[valid]
+            if len(graphs) < 2:
+                raise ValueError(f"at least 2 samples are needed to fit, got {len(graphs)}")
+            data, targets = self._training_data(graphs, y, valid, warm, fit_params)
+            if not (warm and hasattr(self, "device_")):
+                self.device_ = resolve_device(self.device)
+            seed = _seed_from(self.random_state)
+            with rng_for_fit(seed, self.device_):
+                if not warm:
+                    self.initialize()
+                self._fit_seed = seed
+                NeuralNet.partial_fit(self, data, targets, **fit_params)
+        finally:
+            del self._init_source, self._fitting_warm
         return self
 
     def partial_fit(self, X: Any, y: Any, **fit_params: Any) -> Any:
@@ -316,12 +348,21 @@ class _CGCNNMixin:
             "classification": self._is_classification,
             "radius": self.graph_radius_,
         }
+        source = getattr(self, "_init_source", None)
+        if getattr(self, "_loading_params", False):  # load_params brings the weights
+            source = None
+        elif source is None and self.init_from is not None:  # initialize() outside fit
+            source = resolve_init_source(self.init_from)
+        if source is not None:  # the pretrained architecture, unless set explicitly
+            kwargs.update({k[len("module__"):]: v for k, v in source.module_params.items()})
         kwargs.update(self.get_params_for("module"))
         module = self.initialized_instance(self.module, kwargs)
-        if getattr(self, "init_from", None) is not None:  # fine-tuning: pretrained weights
+        if source is not None:  # fine-tuning: the pretrained weights
             from .checkpoints import init_module_from
 
-            self.reinitialized_params_ = init_module_from(module, self.init_from)
+            self.reinitialized_params_ = init_module_from(module, source)
+        if self.freeze is not None and source is not None:
+            self.frozen_params_ = freeze_parameters(module, self.freeze)
         self.module_ = module
         return self
 
@@ -385,22 +426,31 @@ class _CGCNNMixin:
         if getattr(self, "_fit_seed", None) is not None:
             torch.manual_seed(epoch_seed(self._fit_seed, len(self.history)))
 
+    def on_train_end(self, net: NeuralNet, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Leave the module in eval mode (so that predicting changes nothing, whatever the
+        thread) and let go of the LR scheduler, which holds the optimizer (skorch makes a new
+        one at the next ``on_train_begin``)."""
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        self.module_.eval()
+        for _, callback in self.callbacks_:
+            if isinstance(callback, LRScheduler):
+                callback.lr_scheduler_ = None
+
     # ----------------------------------------------------------------- prediction
     def _run_module(self, graphs: np.ndarray, method: str = "forward") -> np.ndarray:
         """Apply ``module_.<method>`` to graphs in eval mode, batch by batch, on the
-        estimator's device; the outputs come back as a CPU array."""
+        estimator's device; the outputs come back as a CPU array. Nothing of the estimator
+        changes, so predictions from several threads at once are safe (a module that someone
+        put in training mode is put back in eval mode, as skorch's ``predict`` does)."""
         loader = self.get_iterator(GraphDataset(graphs), training=False)
         device = self._device()
         module = self.module_
-        was_training = module.training
-        module.eval()
+        if module.training:
+            module.eval()
         outputs = []
-        try:
-            with torch.no_grad():
-                for batch, _ in loader:
-                    outputs.append(getattr(module, method)(batch.to(device)).cpu())
-        finally:
-            module.train(was_training)
+        with torch.no_grad():
+            for batch, _ in loader:
+                outputs.append(getattr(module, method)(batch.to(device)).cpu())
         return torch.cat(outputs).numpy()
 
     def _outputs(self, X: Any, method: str = "forward") -> np.ndarray:

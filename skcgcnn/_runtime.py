@@ -136,6 +136,43 @@ def resolve_device(device: Any) -> Any:
     return "cpu"
 
 
+def available_devices() -> list[str]:
+    """The kinds of device torch can use on this machine, e.g. ``['cpu', 'cuda']``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: Any) -> None:
+    """Refuse, with a ``ValueError`` that says what is available, a CUDA or MPS device that this
+    machine does not have (torch would fail later with an ``AssertionError``).
+
+    Examples
+    --------
+    >>> check_device("cpu"), check_device("auto")
+    (None, None)
+    """
+    if is_auto(device) or device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):  # not a device: skorch says so
+        return
+    available = available_devices()
+    if kind in ("cuda", "mps") and kind not in available:
+        build = (" (this torch is a CPU-only build)"
+                 if kind == "cuda" and torch.version.cuda is None else "")
+        raise ValueError(
+            f"device={str(device)!r}: {kind.upper() if kind == 'cuda' else 'MPS'} is not "
+            f"available on this machine{build}; available: {available}. device='auto' uses the "
+            "best one available (portable)"
+        )
+
+
 def on_device(net: Any, device: Any) -> Any:
     """A shallow view of ``net`` whose ``device`` is ``device``, for skorch methods that read
     ``net.device`` (and cannot take ``"auto"``).

@@ -18,6 +18,15 @@ from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 __all__ = ["BudgetCosineLR", "EarlyStoppingIfValidated", "StopOnNonFiniteLoss"]
 
 
+def _fingerprint(module: Any) -> tuple[float, ...]:
+    """A cheap summary of a module's weights, to tell whether they changed."""
+    import torch
+
+    with torch.no_grad():
+        return tuple(float(t.double().sum()) for t in module.state_dict().values()
+                     if t.is_floating_point())
+
+
 class StopOnNonFiniteLoss(Callback):
     """Stop training with a clear error when the training loss becomes NaN or infinite.
 
@@ -82,12 +91,24 @@ class EarlyStoppingIfValidated(EarlyStopping):
         self.misses_ = min(self.misses_, max(self.patience - 1, 0))
         if previous_best[0] is not None and previous_best[1] == self.best_epoch_:
             self.best_model_weights_ = previous_best[0]
-        elif self.best_epoch_ == net.history[-1]["epoch"]:
+        elif self.best_epoch_ == net.history[-1]["epoch"] or (
+            previous_best[1] == self.best_epoch_ and self._holds_best(net)
+        ):  # the module holds the best epoch's weights: the last one's, or restored at the end
             self.best_model_weights_ = deepcopy(net.module_.state_dict())
 
+    def _holds_best(self, net: NeuralNet) -> bool:
+        restored = getattr(self, "_restored_", None)
+        return (restored is not None and restored[0] == self.best_epoch_
+                and restored[1] == _fingerprint(net.module_))
+
     def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Restore the best weights, then drop the copy (the module holds them now), so that a
+        fitted estimator pickles without a second copy of its weights."""
+        self._restored_ = None
         if self.load_best and self.best_model_weights_ is not None:
             super().on_train_end(net, **kwargs)
+            self.best_model_weights_ = None
+            self._restored_ = (self.best_epoch_, _fingerprint(net.module_))
         elif (
             self.load_best
             and 0 < getattr(self, "best_epoch_", 0) < len(net.history)

@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
 
+from ._finetune import init_module_from
 from .elements import resolve_atom_features
 from .estimators import CGCNNClassifier, CGCNNRegressor
 from .featurizer import CrystalGraphFeaturizer
 from .model import CGCNN, CONV_LAYERS, DEFAULT_GAUSSIAN_STEP, READOUTS
 
-__all__ = ["init_module_from", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_dict", "init_module_from", "load_checkpoint", "read_checkpoint",
+           "save_checkpoint"]
 
 #: Version of the ``"skcgcnn"`` entry written by :func:`save_checkpoint`.
 FORMAT_VERSION = 1
@@ -47,7 +49,6 @@ _EXPECTED = (
     "by cgcnn2, or by skcgcnn.checkpoints.save_checkpoint, holding a dict with 'state_dict' and "
     "'normalizer' entries"
 )
-_HEAD_PREFIX = "fc_out."
 
 
 # ------------------------------------------------------------------------------- reading
@@ -392,20 +393,8 @@ def load_checkpoint(
     task = _task(checkpoint, section, arch["n_outputs"], task, where)
     classification = task == "classification"
 
-    if gaussian_step is not None and not CONV_LAYERS[conv].uses_gaussians:
-        raise ValueError(f"'{where}' holds a {conv} convolution, which uses no Gaussian "
-                         f"features: gaussian_step must be None, got {gaussian_step!r}")
-    if gaussian_step is None:
-        gaussian_step = section.get("gaussian_step")
-    step = float(DEFAULT_GAUSSIAN_STEP if gaussian_step is None else gaussian_step)
-    if "radius" in section:
-        radius = float(section["radius"])
-    elif arch["nbr_fea_len"] is not None:
-        radius = round((arch["nbr_fea_len"] - 1) * step, 6)
-    else:
-        radius = 8.0
-    if max_num_nbr is None:
-        max_num_nbr = int(section.get("max_num_nbr", args.get("max_num_nbr", 12)))
+    radius, max_num_nbr, step = _graph_settings(section, args, arch, conv, gaussian_step,
+                                                max_num_nbr, where)
     table = _atom_table(section, atom_init, arch["n_atom_features"], where)
 
     if estimator is None:
@@ -438,27 +427,7 @@ def load_checkpoint(
 
     # the fitted state that fit() would have set
     est.featurizer_ = est._make_featurizer()
-    est.graph_radius_, est.max_num_nbr_ = float(radius), int(max_num_nbr)
-    est.atom_features_ = table
-    est.n_outputs_ = arch["n_outputs"]
-    normalizer = checkpoint["normalizer"]
-    if classification:
-        classes = section.get("classes", list(range(arch["n_outputs"])))
-        if len(classes) != arch["n_outputs"]:
-            raise ValueError(f"'{where}': {len(classes)} class labels for "
-                             f"{arch['n_outputs']} outputs")
-        est.label_encoder_ = LabelEncoder().fit(np.asarray(classes))
-    else:
-        mean = _as_vector(section.get("y_mean", normalizer["mean"]))
-        scale = _as_vector(section.get("y_scale", normalizer["std"]))
-        if not (mean.size == scale.size and mean.size in (1, arch["n_outputs"])):
-            raise ValueError(f"'{where}': normalizer has {mean.size} means and {scale.size} "
-                             f"standard deviations for {arch['n_outputs']} outputs")
-        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
-            raise ValueError(f"'{where}': the normalizer is not finite ({mean}, {scale})")
-        est.y_mean_ = np.broadcast_to(mean, (arch["n_outputs"],)).copy()
-        est.y_scale_ = np.broadcast_to(scale, (arch["n_outputs"],)).copy()
-        est.y_ndim_ = int(section.get("y_ndim", 1 if arch["n_outputs"] == 1 else 2))
+    _set_fitted_state(est, checkpoint, arch, table, radius, max_num_nbr, classification, where)
     est.initialize()
     module = est.module_
     if (arch["nbr_fea_len"] is not None and module.gaussians is not None
@@ -478,7 +447,87 @@ def load_checkpoint(
     est.checkpoint_info_ = {
         key: checkpoint[key] for key in ("args", "epoch", "best_mae_error") if key in checkpoint
     }
+    # fit() fine-tunes from where the weights came from (never a silent re-initialisation)
+    est.init_from = checkpoint if isinstance(path, Mapping) else str(path)
     return est
+
+
+def _graph_settings(section: Mapping[str, Any], args: Mapping[str, Any], arch: Mapping[str, Any],
+                    conv: str, gaussian_step: float | None, max_num_nbr: int | None, where: str
+                    ) -> tuple[float, int, float]:
+    """Graph radius, neighbours and Gaussian step of a checkpoint's model."""
+    if gaussian_step is not None and not CONV_LAYERS[conv].uses_gaussians:
+        raise ValueError(f"'{where}' holds a {conv} convolution, which uses no Gaussian "
+                         f"features: gaussian_step must be None, got {gaussian_step!r}")
+    if gaussian_step is None:
+        gaussian_step = section.get("gaussian_step")
+    step = float(DEFAULT_GAUSSIAN_STEP if gaussian_step is None else gaussian_step)
+    if "radius" in section:
+        radius = float(section["radius"])
+    elif arch["nbr_fea_len"] is not None:
+        radius = round((arch["nbr_fea_len"] - 1) * step, 6)
+    else:
+        radius = 8.0
+    if max_num_nbr is None:
+        max_num_nbr = int(section.get("max_num_nbr", args.get("max_num_nbr", 12)))
+    return radius, int(max_num_nbr), step
+
+
+def _set_fitted_state(est: Any, checkpoint: Mapping[str, Any], arch: Mapping[str, Any],
+                      table: np.ndarray, radius: float, max_num_nbr: int, classification: bool,
+                      where: str) -> None:
+    """The attributes ``fit`` sets, from a checkpoint (the weights are loaded separately)."""
+    section = checkpoint.get("skcgcnn") or {}
+    est.graph_radius_, est.max_num_nbr_ = float(radius), int(max_num_nbr)
+    est.atom_features_ = table
+    est.n_outputs_ = arch["n_outputs"]
+    if "seen_elements" in section:
+        est.seen_elements_ = np.array(list(section["seen_elements"]), dtype=object)
+    normalizer = checkpoint["normalizer"]
+    if classification:
+        classes = section.get("classes", list(range(arch["n_outputs"])))
+        if len(classes) != arch["n_outputs"]:
+            raise ValueError(f"'{where}': {len(classes)} class labels for "
+                             f"{arch['n_outputs']} outputs")
+        est.label_encoder_ = LabelEncoder().fit(np.asarray(classes))
+    else:
+        mean = _as_vector(section.get("y_mean", normalizer["mean"]))
+        scale = _as_vector(section.get("y_scale", normalizer["std"]))
+        if not (mean.size == scale.size and mean.size in (1, arch["n_outputs"])):
+            raise ValueError(f"'{where}': normalizer has {mean.size} means and {scale.size} "
+                             f"standard deviations for {arch['n_outputs']} outputs")
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError(f"'{where}': the normalizer is not finite ({mean}, {scale})")
+        est.y_mean_ = np.broadcast_to(mean, (arch["n_outputs"],)).copy()
+        est.y_scale_ = np.broadcast_to(scale, (arch["n_outputs"],)).copy()
+        est.y_ndim_ = int(section.get("y_ndim", 1 if arch["n_outputs"] == 1 else 2))
+
+
+def restore_fitted_state(est: Any, checkpoint: Mapping[str, Any], where: str) -> None:
+    """Set the fitted attributes of ``est`` (an estimator built by the user) from a checkpoint of
+    :func:`save_checkpoint`: what ``load_params`` needs besides the weights."""
+    state = checkpoint["state_dict"]
+    section = checkpoint.get("skcgcnn") or {}
+    args = checkpoint.get("args") if isinstance(checkpoint.get("args"), Mapping) else {}
+    arch = _architecture(state, _conv_type(state, section))
+    requested = "classification" if est._is_classification else "regression"
+    task = _task(checkpoint, section, arch["n_outputs"], None, where)
+    if task != requested:
+        raise ValueError(f"'{where}' holds a {task} model; a {type(est).__name__} cannot load it")
+    conv = _conv_type(state, section)
+    radius, max_num_nbr, _ = _graph_settings(section, args, arch, conv, None, None, where)
+    table = _atom_table(section, None, arch["n_atom_features"], where)
+    featurizer = est._make_featurizer()
+    if (featurizer.radius, featurizer.max_num_nbr) != (radius, max_num_nbr):
+        raise ValueError(
+            f"'{where}' holds a model of graphs with radius={radius:g} and max_num_nbr="
+            f"{max_num_nbr}, but this estimator's featurizer has radius={featurizer.radius:g} and "
+            f"max_num_nbr={featurizer.max_num_nbr}: build the estimator with the same settings, "
+            "or use load_checkpoint(path), which reads them from the file"
+        )
+    est.featurizer_ = featurizer
+    _set_fitted_state(est, checkpoint, arch, table, radius, max_num_nbr, task == "classification",
+                      where)
 
 
 # ------------------------------------------------------------------------------- writing
@@ -507,6 +556,18 @@ def save_checkpoint(est: Any, path: str | os.PathLike[str]) -> Path:
     --------
     See :func:`load_checkpoint`.
     """
+    path = Path(path)
+    torch.save(checkpoint_dict(est), path)
+    return path
+
+
+def checkpoint_dict(est: Any) -> dict[str, Any]:
+    """The checkpoint :func:`save_checkpoint` writes, as a dict (tensors and plain containers).
+
+    Examples
+    --------
+    See :func:`load_checkpoint`.
+    """
     if not getattr(est, "initialized_", False) or not hasattr(est, "n_outputs_"):
         raise ValueError(f"{type(est).__name__} is not fitted; fit it before saving")
     module = est.module_
@@ -527,6 +588,8 @@ def save_checkpoint(est: Any, path: str | os.PathLike[str]) -> Path:
         "max_num_nbr": int(est.max_num_nbr_),
         "atom_features": torch.tensor(np.asarray(est.atom_features_, dtype=np.float32)),
     }
+    if getattr(est, "seen_elements_", None) is not None:
+        section["seen_elements"] = [str(e) for e in est.seen_elements_]
     if classification:
         section["classes"] = np.asarray(est.classes_).tolist()
         normalizer: dict[str, Any] = {"mean": 0.0, "std": 1.0}
@@ -550,119 +613,4 @@ def save_checkpoint(est: Any, path: str | os.PathLike[str]) -> Path:
         "epoch": len(history) if history is not None else 0,
         "skcgcnn": section,
     }
-    path = Path(path)
-    torch.save(checkpoint, path)
-    return path
-
-
-# ------------------------------------------------------------------------------- fine-tuning
-def _source_weights(source: Any) -> tuple[Mapping[str, torch.Tensor], np.ndarray | None, str]:
-    """State dict, element table (if known) and a name for an ``init_from`` source."""
-    if isinstance(source, str | os.PathLike):
-        checkpoint = read_checkpoint(source)
-        table = (checkpoint.get("skcgcnn") or {}).get("atom_features")
-        return checkpoint["state_dict"], None if table is None else table.numpy(), str(source)
-    if hasattr(source, "module_") or (hasattr(source, "get_params") and hasattr(source, "fit")):
-        if not hasattr(source, "module_"):
-            raise ValueError(
-                f"init_from is an unfitted {type(source).__name__} (clone() unfits estimators "
-                "given as parameters); pass its module_.state_dict() or a checkpoint path"
-            )
-        source = source.module_
-    if isinstance(source, torch.nn.Module):
-        table = getattr(source, "atom_features", None)
-        table = None if table is None else table.detach().cpu().numpy()
-        return source.state_dict(), table, type(source).__name__
-    if isinstance(source, Mapping):
-        if "state_dict" in source:
-            table = (source.get("skcgcnn") or {}).get("atom_features")
-            return source["state_dict"], None if table is None else table.numpy(), "checkpoint"
-        return source, None, "state_dict"
-    raise ValueError(
-        "init_from must be a checkpoint path, a state_dict (e.g. "
-        f"fitted_estimator.module_.state_dict()) or a CGCNN module, got {type(source).__name__}"
-    )
-
-
-def init_module_from(module: torch.nn.Module, source: Any) -> list[str]:
-    """Copy pretrained weights into a freshly built module (the ``init_from`` of the estimators).
-
-    Every parameter and batch-norm statistic of the source is copied; they must all exist in
-    ``module`` with the same shapes, except the output layer ``fc_out``, which is copied only when
-    its shape matches (same number of outputs) and otherwise keeps its fresh initialisation: a
-    new head for a new target.
-
-    Parameters
-    ----------
-    module : CGCNN
-        The module to initialise (its element table is compared with the source's when known).
-    source : path, state_dict, CGCNN module or fitted estimator
-        Where the weights come from. Estimator parameters accept only the first two (skorch
-        refuses torch modules as parameters, and ``clone`` unfits estimators).
-
-    Returns
-    -------
-    list of str
-        Names of the entries of ``module`` that were *not* copied (the new head, if any).
-
-    Raises
-    ------
-    ValueError
-        If shapes or names of the body (embedding, convolutions, hidden layers) differ, or the
-        element tables differ.
-
-    Examples
-    --------
-    >>> from skcgcnn.elements import cgcnn_encoding
-    >>> from skcgcnn.model import CGCNN
-    >>> base = CGCNN(cgcnn_encoding(), n_outputs=1)
-    >>> new = CGCNN(cgcnn_encoding(), n_outputs=3)
-    >>> init_module_from(new, base)
-    ['fc_out.weight', 'fc_out.bias']
-    """
-    state, table, name = _source_weights(source)
-    own_table = getattr(module, "atom_features", None)
-    if table is not None and own_table is not None:
-        own = own_table.detach().cpu().numpy()
-        if own.shape != table.shape or not np.allclose(own, table, equal_nan=True):
-            raise ValueError(
-                f"init_from ({name}) was trained with a different element table "
-                f"(shape {table.shape}) than this estimator's atom_features (shape {own.shape}); "
-                "set atom_features to the table of the pretrained model"
-            )
-    target = module.state_dict()
-    ignored = {k for k in target if k.endswith("num_batches_tracked")}
-    problems, copied = [], {}
-    for key, value in state.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        if key not in target:
-            problems.append(f"{key} is not in this module")
-        elif tuple(target[key].shape) != tuple(value.shape):
-            if not key.startswith(_HEAD_PREFIX):
-                problems.append(f"{key}: {tuple(value.shape)} in init_from, "
-                                f"{tuple(target[key].shape)} here")
-        else:
-            copied[key] = value
-    missing = [k for k in target if k not in state and k not in ignored
-               and not k.startswith(_HEAD_PREFIX)]
-    problems += [f"{k} is missing from init_from" for k in missing]
-    if problems:
-        try:
-            theirs = _architecture(state, _conv_type(state, {}))
-            ours = _architecture(target, getattr(module, "conv", _conv_type(target, {})))
-        except (KeyError, ValueError):
-            theirs = ours = {}
-        differ = {k: (theirs[k], ours[k]) for k in theirs if k != "n_outputs"
-                  and theirs[k] != ours.get(k)}
-        if differ:
-            problems = [", ".join(f"{k}={a} in init_from but {b} here"
-                                  for k, (a, b) in differ.items())]
-        raise ValueError(
-            f"init_from ({name}) does not fit this module (set module__atom_fea_len, n_conv, "
-            f"h_fea_len, n_h and conv as in the pretrained model): {'; '.join(problems[:6])}"
-        )
-    with torch.no_grad():
-        for key, value in copied.items():
-            target[key].copy_(value.to(target[key].device, target[key].dtype))
-    return [k for k in target if k not in copied and k not in ignored]
+    return checkpoint

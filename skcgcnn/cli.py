@@ -126,10 +126,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from skorch.callbacks import Freezer
     from skorch.dataset import ValidSplit
 
-    from . import pretrained
     from .checkpoints import save_checkpoint
     from .estimators import CGCNNClassifier, CGCNNRegressor
     from .featurizer import CrystalGraphFeaturizer
@@ -150,17 +148,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "verbose": 0 if args.quiet else 1, "callbacks__early_stopping__patience": args.patience,
     }
     est_cls = CGCNNClassifier if classification else CGCNNRegressor
-    if args.init_from is not None:  # the architecture and element table are the pretrained ones
-        base = _load_model(args.init_from, args.atom_init, folder_atom_init)
+    if args.init_from is not None:  # as init_from= in Python: the architecture, element table
+        # and graph settings come with the pretrained weights
         source: Any = args.init_from
-        if _is_pickle(source):
-            source = base.module_.state_dict()
-        elif not Path(source).exists():  # a pretrained model's name
-            source = str(pretrained.checkpoint_path(source))
-        inherited = {k: v for k, v in base.get_params(deep=False).items()
-                     if k.startswith("module__") or k in ("atom_features", "featurizer")}
-        callbacks = [("freeze", Freezer(["embedding.*", "convs.*"]))] if args.freeze else None
-        model = est_cls(init_from=source, callbacks=callbacks, **inherited, **settings)
+        atom_features: Any = args.atom_init
+        if _is_pickle(Path(source)):  # a pickled fitted estimator
+            source = _load_model(source, None, None)
+        elif atom_features is None and folder_atom_init is not None and Path(source).is_file():
+            from .checkpoints import read_checkpoint
+
+            if "skcgcnn" not in read_checkpoint(source):  # an original checkpoint: the
+                atom_features = folder_atom_init  # folder's table, as for predict and main.py
+        model = est_cls(init_from=source, freeze="body" if args.freeze else None,
+                        atom_features=None if atom_features is None else str(atom_features),
+                        **settings)
     else:
         if args.freeze:
             raise ValueError("--freeze needs --init-from (there is nothing pretrained to freeze)")
@@ -278,9 +279,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="element table: atom_init.json path or 'cgcnn' (default: "
                        "CIF_DIR/atom_init.json if present, else the built-in CGCNN encoding)")
     train.add_argument("--init-from", default=None, metavar="MODEL",
-                       help="fine-tune: start from this checkpoint or pretrained model name")
+                       help="fine-tune from this pretrained model name, checkpoint file or "
+                       "pickled fitted estimator (.joblib/.pkl), as init_from= in Python")
     train.add_argument("--freeze", action="store_true",
-                       help="with --init-from: train only the layers after pooling")
+                       help="with --init-from: train only the layers after pooling, as "
+                       "freeze='body' in Python")
     train.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")

@@ -82,6 +82,7 @@ import numpy as np
 __all__ = [
     "CGCNN_SEGMENTS",
     "MAX_ATOMIC_NUMBER",
+    "UnseenElementWarning",
     "cgcnn_encoding",
     "load_atom_init",
     "resolve_atom_features",
@@ -103,6 +104,25 @@ CGCNN_SEGMENTS: tuple[tuple[str, int, int], ...] = (
     ("atomic_volume", 82, 92),
 )
 """``(name, start, stop)`` of each one-hot segment of :func:`cgcnn_encoding`."""
+
+
+
+class UnseenElementWarning(UserWarning):
+    """A prediction is asked for crystals with elements the model never saw in training.
+
+    Raised once per call of ``predict`` / ``predict_proba`` / ``transform`` /
+    ``atom_contributions``, listing the elements and how many samples contain them; the
+    estimators' ``seen_elements_`` lists the elements of their training data.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", UnseenElementWarning)  # make them errors
+    ...     issubclass(UnseenElementWarning, UserWarning)
+    True
+    """
+
 
 _N_CGCNN = 92
 _LANTHANIDES_NO_GROUP = range(57, 71)  # La..Yb; Lu (71) is group 3

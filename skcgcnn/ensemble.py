@@ -11,6 +11,7 @@ CGCNN-type models.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .elements import UnseenElementWarning
 from .estimators import CGCNNRegressor
 
 __all__ = ["CGCNNEnsembleRegressor"]
@@ -141,7 +143,9 @@ class CGCNNEnsembleRegressor(RegressorMixin, BaseEstimator):
         """Every member's prediction, shape (n_estimators, n_samples[, n_targets])."""
         check_is_fitted(self, "estimators_")
         graphs, _ = self.estimators_[0]._to_graphs(X, fitting=False)  # featurize once
-        return np.stack([member.predict(graphs) for member in self.estimators_])
+        with warnings.catch_warnings():  # said once above, for all members (same data)
+            warnings.simplefilter("ignore", UnseenElementWarning)
+            return np.stack([member.predict(graphs) for member in self.estimators_])
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

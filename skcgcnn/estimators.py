@@ -56,19 +56,28 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         "auto": a seeded random 10 % validation split (used by early stopping, which restores
         the best weights); None trains on everything for ``max_epochs``.
     featurizer : CrystalGraphFeaturizer or None, default=None
-        How Structures become graphs (None: ``CrystalGraphFeaturizer()``); its parameters are
-        reachable as ``featurizer__radius`` etc.
-    atom_features : str, path, dict or array, default="cgcnn"
-        Element feature table (see :func:`skcgcnn.elements.resolve_atom_features`).
+        How Structures become graphs (None: ``CrystalGraphFeaturizer()``, or with ``init_from``
+        the pretrained model's radius and neighbours); its parameters are reachable as
+        ``featurizer__radius`` etc.
+    atom_features : str, path, dict, array or None, default=None
+        Element feature table (see :func:`skcgcnn.elements.resolve_atom_features`). None: the
+        table that comes with ``init_from``, else the built-in ``"cgcnn"`` encoding.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, the validation split and batch order; the same value gives
         bitwise identical models on the CPU.
-    init_from : path, state_dict or None, default=None
-        Fine-tuning: start ``fit`` from these pretrained weights (a checkpoint file of the
-        original CGCNN or of :func:`~skcgcnn.checkpoints.save_checkpoint`, or a fitted
-        estimator's ``module_.state_dict()``) instead of a random initialisation. The architecture
-        (``module__*``) and ``atom_features`` must match the pretrained model's; the output layer
-        is new when the number of outputs differs. See ``docs/pretrained.md``.
+    init_from : str, path, fitted estimator or None, default=None
+        Fine-tuning: ``fit`` starts from these pretrained weights instead of a random
+        initialisation -- a pretrained model's name (:func:`skcgcnn.pretrained.list_models`), a
+        checkpoint file (original CGCNN or :func:`~skcgcnn.checkpoints.save_checkpoint`) or a
+        fitted skcgcnn estimator (kept as is by ``clone``). The architecture (``module__*``),
+        element table and graph settings left unset are the pretrained model's; set, they must
+        match. The output layer is new when the number of outputs differs. The target
+        normaliser is fitted to the new y. Models loaded with ``pretrained.load`` or
+        ``load_checkpoint`` have it set to their source. See ``docs/pretrained.md``.
+    freeze : "body", list of str or None, default=None
+        With ``init_from``: parameters that keep their pretrained values. "body" is the
+        embedding and the convolutions (``["embedding.*", "convs.*"]``, the same as skorch's
+        ``Freezer`` with these patterns and ``skcgcnn train --freeze``).
     verbose : int, default=1
         1 prints a line per epoch; 0 is silent.
     device : str, default="cpu"
@@ -94,6 +103,9 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         Per-epoch losses.
     device_ : str
         The device the network is on (what ``device="auto"`` resolved to).
+    seen_elements_ : ndarray of str
+        The elements of the training data (with those of the pretrained model when it records
+        them); predicting for others raises an :class:`~skcgcnn.UnseenElementWarning`.
 
     See Also
     --------
@@ -125,9 +137,10 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         batch_size: int = 64,
         train_split: Any = "auto",
         featurizer: CrystalGraphFeaturizer | None = None,
-        atom_features: Any = "cgcnn",
+        atom_features: Any = None,
         random_state: Any = None,
         init_from: Any = None,
+        freeze: Any = None,
         verbose: int = 1,
         device: str = "cpu",
         **kwargs: Any,
@@ -144,6 +157,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
             atom_features=atom_features,
             random_state=random_state,
             init_from=init_from,
+            freeze=freeze,
             verbose=verbose,
             device=device,
             **kwargs,
@@ -273,7 +287,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         All class labels, if y of one fit may not show every class.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in scikit-learn.
-    featurizer, atom_features, random_state, init_from, verbose, device, **kwargs
+    featurizer, atom_features, random_state, init_from, freeze, verbose, device, **kwargs
         As for :class:`CGCNNRegressor`.
 
     Attributes
@@ -282,7 +296,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         Class labels, in the order of ``predict_proba``'s columns.
     class_weight_ : ndarray of shape (n_classes,)
         The weight of each class in the loss (with ``class_weight`` set).
-    module_, featurizer_, history_, device_
+    module_, featurizer_, history_, device_, seen_elements_
         As for :class:`CGCNNRegressor`.
 
     See Also
@@ -324,9 +338,10 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         classes: Any = None,
         class_weight: Any = None,
         featurizer: CrystalGraphFeaturizer | None = None,
-        atom_features: Any = "cgcnn",
+        atom_features: Any = None,
         random_state: Any = None,
         init_from: Any = None,
+        freeze: Any = None,
         verbose: int = 1,
         device: str = "cpu",
         **kwargs: Any,
@@ -344,6 +359,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
             atom_features=atom_features,
             random_state=random_state,
             init_from=init_from,
+            freeze=freeze,
             verbose=verbose,
             device=device,
             **kwargs,
@@ -384,7 +400,10 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
             )
         if not warm:
             encoder = LabelEncoder()
-            encoder.fit(y if self.classes is None else np.asarray(self.classes))
+            classes = getattr(self, "_partial_fit_classes", None)
+            if classes is None:
+                classes = self.classes
+            encoder.fit(y if classes is None else np.asarray(classes))
             if len(encoder.classes_) < 2:
                 raise ValueError(
                     f"y has only one class ({encoder.classes_.tolist()[0]!r}); a classifier "
@@ -463,24 +482,31 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         X, y
             As for :meth:`fit`.
         classes : array-like, optional
-            All class labels, as in scikit-learn's ``partial_fit``; checked against
-            ``classes_`` once fitted, else against the ``classes`` parameter or, when that is
-            None, the labels of y. (A first call on data that does not show every class needs
-            the ``classes`` parameter.)
+            All class labels, as in scikit-learn's ``partial_fit``: on the first call they set
+            ``classes_`` (so a first batch need not show every class); on later calls they must
+            equal ``classes_``. They must agree with the ``classes`` parameter when that is set.
 
         Returns
         -------
         self
         """
+        first = not (self._fitted() or (self.warm_start and getattr(self, "initialized_", False)))
         if classes is not None:
-            expected = self.classes_ if self._fitted() else self.classes
-            expected = np.unique(np.asarray(y) if expected is None else np.asarray(expected))
-            if not np.array_equal(np.unique(np.asarray(classes)), expected):
+            given = np.unique(np.asarray(classes))
+            expected = (self.classes_ if not first
+                        else None if self.classes is None else np.unique(np.asarray(self.classes)))
+            if expected is not None and not np.array_equal(given, expected):
                 raise ValueError(
                     f"classes={np.asarray(classes).tolist()} differ from the classifier's "
-                    f"classes {expected.tolist()}; set them with CGCNNClassifier(classes=...)"
+                    f"classes {expected.tolist()} (partial_fit's classes must stay the same)"
                 )
-        return super().partial_fit(X, y, **fit_params)
+        if not (first and classes is not None):
+            return super().partial_fit(X, y, **fit_params)
+        self._partial_fit_classes = np.asarray(classes)
+        try:
+            return super().partial_fit(X, y, **fit_params)
+        finally:
+            del self._partial_fit_classes
 
     def check_data(self, X: Any, y: Any) -> None:
         """Labels are validated and encoded in :meth:`fit`; nothing to infer here."""

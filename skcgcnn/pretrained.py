@@ -158,6 +158,9 @@ def load(name: str, **params: Any) -> Any:
     -------
     CGCNNRegressor or CGCNNClassifier
         Fitted, with the original element table; ``predict`` in the units of :data:`MODELS`.
+        Its ``init_from`` is ``name``: ``fit`` fine-tunes from the pretrained weights (with the
+        target normaliser re-fitted to the new y), as does ``fit`` of its ``clone``;
+        ``partial_fit`` keeps training with the pretrained normaliser.
 
     Raises
     ------
@@ -175,4 +178,6 @@ def load(name: str, **params: Any) -> Any:
     from .checkpoints import load_checkpoint
 
     path = checkpoint_path(name)
-    return load_checkpoint(path, atom_init=atom_init_path(), task=MODELS[name].task, **params)
+    model = load_checkpoint(path, atom_init=atom_init_path(), task=MODELS[name].task, **params)
+    model.init_from = name  # fit() fine-tunes from these weights; clone() keeps the name
+    return model

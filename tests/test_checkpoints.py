@@ -270,7 +270,7 @@ def test_fine_tuning_from_checkpoint(sample, formation):
     # an architecture that does not match is reported
     with pytest.raises(ValueError, match="does not fit.*n_conv=4 in init_from but 3 here"):
         CGCNNRegressor(init_from=str(path), atom_features=formation.atom_features_,
-                       max_epochs=1, verbose=0).fit(X, y)
+                       module__n_conv=3, max_epochs=1, verbose=0).fit(X, y)
 
 
 def test_init_module_from_rejects_other_element_table():

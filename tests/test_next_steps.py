@@ -2,7 +2,7 @@
 
 One test per case of issue 16 ("never silently wrong after the first fit"); each failed on the
 code before the fix for the reason the issue gives. Cases 8 (featurizer warnings in parallel
-workers) and 10 (thread-count determinism) are tested in ``test_featurizer.py`` / ``test_model.py``.
+workers) and 10 (thread-count determinism) are tested with the featurizer and the model.
 """
 
 from __future__ import annotations
@@ -193,6 +193,20 @@ def test_case5_unseen_elements_warn_once_per_call(data):
     with warnings.catch_warnings():  # only what the model saw: silent
         warnings.simplefilter("error", UnseenElementWarning)
         model.predict(X[:5])
+
+
+def test_case5_an_ensemble_warns_once_too(data):
+    from skcgcnn import UnseenElementWarning
+    from skcgcnn.ensemble import CGCNNEnsembleRegressor
+
+    X, y = data
+    member = CGCNNRegressor(**TINY, max_epochs=1, train_split=None)
+    ensemble = CGCNNEnsembleRegressor(member, n_estimators=2, random_state=0).fit(X, y)
+    pu = Structure(Lattice.cubic(4.0), ["Pu", "O"], [[0, 0, 0], [.5, .5, .5]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ensemble.predict([pu, *X[:2]])
+    assert [issubclass(w.category, UnseenElementWarning) for w in caught].count(True) == 1
 
 
 # ------------------------------------------------------------------------------------------

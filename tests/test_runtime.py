@@ -174,8 +174,12 @@ def test_classifier_partial_fit_checks_classes(small):
     clf.partial_fit(graphs, labels, classes=["high", "low"])
     with pytest.raises(ValueError, match="differ from the classifier's classes"):
         clf.partial_fit(graphs, labels, classes=["high", "low", "mid"])
+    # scikit-learn's contract: the first call's classes may hold labels y does not show
+    first = CGCNNClassifier(**FAST).partial_fit(graphs, labels, classes=["high", "low", "mid"])
+    assert first.classes_.tolist() == ["high", "low", "mid"]
     with pytest.raises(ValueError, match="differ"):
-        CGCNNClassifier(**FAST).partial_fit(graphs, labels, classes=["high", "low", "mid"])
+        CGCNNClassifier(**FAST, classes=["high", "low"]).partial_fit(
+            graphs, labels, classes=["high", "low", "mid"])
 
 
 def test_data_path_lives_in_batch_and_keeps_its_old_import_path():
