@@ -16,6 +16,7 @@ Every (route, seed) is one row of the CSV, written as soon as it is done; rows a
 file are skipped, so an interrupted run resumes. Usage, from the repository root::
 
     nice -n 10 python benchmarks/finetune_pretrained.py    # -> results/finetune_perovskites.csv
+    python benchmarks/finetune_pretrained.py --table        # the markdown table of that CSV
 """
 
 from __future__ import annotations
@@ -59,6 +60,34 @@ def _model(route: str, settings: dict, seed: int, epochs: int):
     return pretrained.load(route).set_params(**common, **settings)  # fit fine-tunes
 
 
+def table(path: Path) -> str:
+    """Markdown table of the CSV: test MAE per route, mean over the seeds done (and each seed)."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return "(no rows yet)"
+    routes: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        routes.setdefault((row["route"], row["freeze"]), []).append(row)
+    first = rows[0]
+    lines = [
+        f"Test MAE (eV per cell) on {first['n_test']} perovskites, {first['n_train']} for training "
+        f"(10 % of them for early stopping), at most {first['max_epochs']} epochs; predicting the "
+        f"training mean gives {float(first['baseline_mae']):.4f}.",
+        "",
+        "| route | frozen body | lr | test MAE (mean) | per seed | epochs run |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for (route, freeze), group in routes.items():
+        maes = [float(r["mae"]) for r in group]
+        per_seed = ", ".join(f"{float(r['mae']):.4f} (seed {r['seed']})" for r in group)
+        epochs = ", ".join(r["epochs_run"] for r in group)
+        name = "from scratch" if route == "scratch" else f"fine-tuned from `{route}`"
+        lines.append(f"| {name} | {'yes' if freeze else 'no'} | {group[0]['lr']} | "
+                     f"{np.mean(maes):.4f} | {per_seed} | {epochs} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=1000)
@@ -70,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table", action="store_true", help="print the table of --out, exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(args.out))
+        return
     torch.set_num_threads(args.threads)
 
     from sklearn.metrics import mean_absolute_error, r2_score
