@@ -15,7 +15,12 @@ from typing import Any
 from skorch import NeuralNet
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
-__all__ = ["BudgetCosineLR", "EarlyStoppingIfValidated", "StopOnNonFiniteLoss"]
+__all__ = [
+    "AnnealOnPlateau",
+    "BudgetCosineLR",
+    "EarlyStoppingIfValidated",
+    "StopOnNonFiniteLoss",
+]
 
 
 def _fingerprint(module: Any) -> tuple[float, ...]:
@@ -50,11 +55,35 @@ class StopOnNonFiniteLoss(Callback):
             )
 
 
+def _current_lr(net: NeuralNet) -> float:
+    optimizer = getattr(net, "optimizer_", None)
+    if optimizer is None or not optimizer.param_groups:
+        return float(net.lr)
+    return float(optimizer.param_groups[0]["lr"])
+
+
 class EarlyStoppingIfValidated(EarlyStopping):
-    """skorch's ``EarlyStopping`` that does nothing when there is no validation data.
+    """skorch's ``EarlyStopping`` that does nothing when there is no validation data, and that
+    never stops while the learning rate is still high.
 
     The estimators' default ``"early_stopping"`` callback (patience 30, best weights restored);
     it also replays the history of a resumed run so patience carries over.
+
+    The rule: stop when the monitored score has not improved for ``patience`` epochs **and** the
+    optimizer's learning rate is at most ``max_lr_fraction`` times the initial ``net.lr``. A run
+    stopped while the rate is high ends on weights picked from a noisy validation curve, before
+    the annealed phase that gives most of the final accuracy; so with a decaying schedule the
+    stop waits for the decay (with :class:`AnnealOnPlateau`, the default schedule, the decay
+    itself starts on a plateau). ``max_lr_fraction=None`` restores skorch's rule (stop on
+    patience alone).
+
+    Parameters
+    ----------
+    max_lr_fraction : float or None, default=0.05
+        Stop only once the learning rate has decayed to this fraction of ``net.lr``.
+    **kwargs
+        skorch ``EarlyStopping`` parameters (``patience``, ``monitor``, ``threshold``,
+        ``load_best``...).
 
     Examples
     --------
@@ -63,9 +92,39 @@ class EarlyStoppingIfValidated(EarlyStopping):
     30
     """
 
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        patience: int = 5,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        lower_is_better: bool = True,
+        sink: Any = print,
+        load_best: bool = False,
+        max_lr_fraction: float | None = 0.05,
+    ) -> None:
+        super().__init__(monitor=monitor, patience=patience, threshold=threshold,
+                         threshold_mode=threshold_mode, lower_is_better=lower_is_better,
+                         sink=sink, load_best=load_best)
+        self.max_lr_fraction = max_lr_fraction
+
+    def _lr_has_decayed(self, net: NeuralNet) -> bool:
+        if self.max_lr_fraction is None:
+            return True
+        return _current_lr(net) <= self.max_lr_fraction * float(net.lr) * (1 + 1e-9)
+
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        if self.monitor in net.history[-1]:
-            super().on_epoch_end(net, **kwargs)
+        if self.monitor not in net.history[-1]:
+            return
+        if self._is_score_improved(net.history[-1, self.monitor]):
+            super().on_epoch_end(net, **kwargs)  # records the best epoch (and its weights)
+            return
+        self.misses_ += 1
+        if self.misses_ >= self.patience and self._lr_has_decayed(net):
+            if net.verbose:
+                self._sink(f"Stopping since {self.monitor} has not improved in the last "
+                           f"{self.misses_} epochs.", verbose=net.verbose)
+            raise KeyboardInterrupt
 
     def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
         """Reset, then replay the recorded scores of a resumed run (warm start, checkpoint).
@@ -196,3 +255,194 @@ class BudgetCosineLR(Callback):
                 print(f"Stopping: time budget of {self.time_budget:g} s used after "
                       f"{self.epochs_done_} epochs.")
             raise KeyboardInterrupt
+
+
+def _train_batches(row: dict) -> int:
+    return sum(1 for batch in row.get("batches", []) if "train_loss" in batch)
+
+
+class AnnealOnPlateau(Callback):
+    """Constant learning rate until the validation loss plateaus, then one cosine anneal to
+    zero, then stop: a schedule whose length follows the stopping point.
+
+    The estimators' default ``"lr_scheduler"`` callback. Phase 1 trains at ``net.lr``. When the
+    monitored score has not improved (by a relative ``threshold``) for ``patience`` epochs, the
+    rate decays per batch along a half cosine from ``net.lr`` to ``min_lr_fraction * net.lr``
+    over ``max(min_anneal_epochs, ceil(anneal_fraction * e))`` epochs, where ``e`` is the number
+    of epochs trained so far; training stops when that anneal is complete. The anneal is
+    started at the latest at epoch ``floor(max_epochs / (1 + anneal_fraction))`` (it then lasts
+    until ``max_epochs``) and always ends by ``max_epochs``: a run without validation data
+    (``train_split=None``) is "constant, then cosine over the last third". Either way the run
+    ends with the rate annealed, never in the middle of a high-rate phase. Each epoch records
+    ``event_lr`` (the rate at its end) and ``anneal_epochs`` (the anneal's length once it has
+    started, else 0).
+
+    Parameters
+    ----------
+    patience : int, default=20
+        Epochs without improvement of ``monitor`` that start the anneal.
+    anneal_fraction : float, default=0.5
+        Length of the anneal as a fraction of the epochs before it.
+    min_anneal_epochs : int, default=5
+    min_lr_fraction : float, default=0.0
+        Learning rate at the end of the anneal, as a fraction of ``net.lr``.
+    monitor : str, default="valid_loss"
+        Lower is better.
+    threshold : float, default=1e-4
+        Relative improvement that counts (as skorch's ``EarlyStopping``).
+    stop : bool, default=True
+        Stop training when the anneal is complete (before ``max_epochs``).
+
+    Attributes
+    ----------
+    anneal_start_ : int or None
+        Number of epochs trained when the anneal started.
+    anneal_epochs_ : int or None
+        Length of the anneal.
+    annealed_ : bool
+        Whether the anneal is complete.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcgcnn import CGCNNRegressor
+    >>> X = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    ...      for a in (4.0, 4.1, 4.2, 4.3, 4.4, 4.5)]
+    >>> reg = CGCNNRegressor(max_epochs=9, random_state=0, verbose=0, train_split=None,
+    ...                      callbacks__lr_scheduler=AnnealOnPlateau()).fit(X, [1, 2, 3, 4, 5, 6.0])
+    >>> reg.history_[:, "anneal_epochs"]
+    [0, 0, 0, 0, 0, 0, 3, 3, 3]
+    >>> float(reg.history_[-1, "event_lr"])
+    0.0
+    """
+
+    def __init__(
+        self,
+        patience: int = 20,
+        anneal_fraction: float = 0.5,
+        min_anneal_epochs: int = 5,
+        min_lr_fraction: float = 0.0,
+        monitor: str = "valid_loss",
+        threshold: float = 1e-4,
+        stop: bool = True,
+    ) -> None:
+        self.patience = patience
+        self.anneal_fraction = anneal_fraction
+        self.min_anneal_epochs = min_anneal_epochs
+        self.min_lr_fraction = min_lr_fraction
+        self.monitor = monitor
+        self.threshold = threshold
+        self.stop = stop
+
+    # ------------------------------------------------------------------ state
+    def _improved(self, score: float) -> bool:
+        return score < self.best_ * (1 - self.threshold) if math.isfinite(self.best_) else True
+
+    def _observe(self, row: dict) -> None:
+        if self.monitor not in row:
+            return
+        score = float(row[self.monitor])
+        if self._improved(score):
+            self.best_, self.misses_ = score, 0
+        else:
+            self.misses_ += 1
+
+    def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Set up, replaying the history of a resumed run (an unfinished anneal continues)."""
+        self.lr0_ = float(net.lr)
+        self.best_, self.misses_ = math.inf, 0
+        self.anneal_start_: int | None = None
+        self.anneal_epochs_: int | None = None
+        self.annealed_ = False
+        self.batches_per_epoch_: int | None = None
+        self._batch = 0
+        rows = list(net.history)
+        if rows:
+            self.batches_per_epoch_ = _train_batches(rows[-1]) or None
+        self.offset_ = len(rows)  # epochs of this call are counted from here
+        if rows and rows[-1].get("anneal_epochs"):
+            last = rows[-1]
+            start = int(last.get("anneal_start", len(rows) - 1))
+            if len(rows) < start + int(last["anneal_epochs"]):  # unfinished: continue it
+                self.anneal_start_, self.anneal_epochs_ = start, int(last["anneal_epochs"])
+                self.offset_ = self._call_start(rows)
+            else:  # a finished anneal: this call is a new cycle
+                rows = []
+        elif rows:
+            self.offset_ = self._call_start(rows)
+        for row in rows:
+            self._observe(row)
+
+    @staticmethod
+    def _call_start(rows: list) -> int:
+        """Epoch at which the run in the history started its current cycle."""
+        starts = [i for i, row in enumerate(rows) if row.get("cycle_start")]
+        return starts[-1] if starts else 0
+
+    def _latest_start(self, net: NeuralNet) -> int:
+        return self.offset_ + int(int(net.max_epochs) / (1 + self.anneal_fraction))
+
+    def _start_anneal(self, net: NeuralNet, epochs_done: int, fill: bool = False) -> None:
+        end = self.offset_ + int(net.max_epochs)
+        length = end - epochs_done if fill else max(
+            int(self.min_anneal_epochs),
+            math.ceil(self.anneal_fraction * (epochs_done - self.offset_)))
+        self.anneal_start_ = epochs_done
+        self.anneal_epochs_ = max(min(length, end - epochs_done), 1)
+
+    def _lr_at(self, progress: float) -> float:
+        floor = self.min_lr_fraction
+        p = min(max(progress, 0.0), 1.0)
+        return self.lr0_ * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    def _set_lr(self, net: NeuralNet, lr: float) -> None:
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+
+    # ------------------------------------------------------------------ hooks
+    def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
+        self._batch = 0
+        epochs_done = len(net.history) - 1  # the new epoch's row is already there
+        if epochs_done == self.offset_:
+            net.history.record("cycle_start", True)
+        if self.anneal_start_ is None and epochs_done >= self._latest_start(net):
+            self._start_anneal(net, epochs_done, fill=True)
+        self._set_lr(net, self._lr_for(epochs_done, 0.0))
+
+    def _lr_for(self, epochs_done: int, batch_fraction: float) -> float:
+        if self.anneal_start_ is None:
+            return self.lr0_
+        return self._lr_at((epochs_done - self.anneal_start_ + batch_fraction)
+                           / self.anneal_epochs_)
+
+    def on_batch_begin(self, net: NeuralNet, batch: Any = None, training: bool = False,
+                       **kwargs: Any) -> None:
+        if not training:
+            return
+        fraction = self._batch / self.batches_per_epoch_ if self.batches_per_epoch_ else 0.0
+        self._set_lr(net, self._lr_for(len(net.history) - 1, min(fraction, 1.0)))
+        self._batch += 1
+
+    def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
+        self.batches_per_epoch_ = self._batch or self.batches_per_epoch_
+        epochs_done = len(net.history)
+        self._observe(net.history[-1])
+        if self.anneal_start_ is not None:
+            net.history.record("anneal_epochs", self.anneal_epochs_)
+            net.history.record("anneal_start", self.anneal_start_)
+            done = epochs_done >= self.anneal_start_ + self.anneal_epochs_
+            if done:
+                self.annealed_ = True
+                self._set_lr(net, self._lr_at(1.0))
+            net.history.record("event_lr", _current_lr(net))
+            if done:
+                if self.stop and epochs_done < self.offset_ + int(net.max_epochs):
+                    if net.verbose:
+                        print(f"Stopping: learning rate annealed after {epochs_done} epochs "
+                              f"(plateau at epoch {self.anneal_start_}).")
+                    raise KeyboardInterrupt
+            return
+        net.history.record("event_lr", _current_lr(net))
+        net.history.record("anneal_epochs", 0)
+        if self.misses_ >= self.patience:
+            self._start_anneal(net, epochs_done)

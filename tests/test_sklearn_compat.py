@@ -446,8 +446,10 @@ def test_early_stopping_and_lr_scheduler_pass_through(perovskite_graphs):
     reg = _regressor(max_epochs=30, callbacks=[("stop", stopper)]).fit(X, y)
     assert len(reg.history_) == 3
     # the built-in one is configurable through callbacks__early_stopping__*
+    # (max_lr_fraction=None: stop on patience alone, as skorch's EarlyStopping)
     reg = _regressor(max_epochs=30, callbacks__early_stopping__patience=1,
-                     callbacks__early_stopping__threshold=10.0).fit(X, y)
+                     callbacks__early_stopping__threshold=10.0,
+                     callbacks__early_stopping__max_lr_fraction=None).fit(X, y)
     assert len(reg.history_) == 2
     # replacing the default cosine schedule by a step schedule
     schedule = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)

@@ -187,7 +187,8 @@ def test_optimizer_state_is_restored(tmp_path):
 def test_early_stopping_patience_carries_over_a_resume(tmp_path):
     # an impossible improvement threshold: epoch 1 is the best, patience 2 stops after epoch 3
     params = {"callbacks__early_stopping__patience": 2,
-              "callbacks__early_stopping__threshold": 10.0}
+              "callbacks__early_stopping__threshold": 10.0,
+              "callbacks__early_stopping__max_lr_fraction": None}
     straight = CGCNNRegressor(**TINY, max_epochs=8, **params).fit(X, Y)
     assert len(straight.history_) == 3
 

@@ -1,0 +1,162 @@
+"""The training schedule and the stopping rule agree (issue 17): ``AnnealOnPlateau`` and
+``EarlyStoppingIfValidated``'s rule "stop only once the learning rate has decayed"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from skorch.callbacks import Callback, Checkpoint, LoadInitState, LRScheduler
+
+from skcgcnn import CGCNNClassifier, CGCNNRegressor
+from skcgcnn.callbacks import AnnealOnPlateau, EarlyStoppingIfValidated
+
+TINY = {
+    "random_state": 0,
+    "verbose": 0,
+    "batch_size": 8,
+    "lr": 0.01,
+    "module__atom_fea_len": 8,
+    "module__h_fea_len": 8,
+    "module__n_conv": 2,
+}
+#: A relative improvement of 1000 %: after the first epoch nothing counts as an improvement,
+#: so plateaus and patience are exactly predictable.
+NEVER_IMPROVES = 10.0
+
+
+def _crystals() -> tuple[list[Structure], np.ndarray]:
+    structures, y = [], []
+    for cation, anion, a0 in [("Na", "Cl", 5.64), ("K", "Cl", 6.29), ("Li", "F", 4.03),
+                              ("Cs", "Cl", 4.12), ("Cs", "Br", 4.29), ("Tl", "I", 4.20)]:
+        for strain in (0.97, 0.99, 1.0, 1.01, 1.03):
+            a = a0 * strain
+            structures.append(Structure(Lattice.cubic(a), [cation, anion],
+                                        [[0, 0, 0], [0.5, 0.5, 0.5]]))
+            y.append(a)
+    return structures, np.array(y)
+
+
+X, Y = _crystals()
+
+
+def _lrs(model) -> list[float]:
+    return [float(v) for v in model.history_[:, "event_lr"]]
+
+
+def _fit(**params):
+    return CGCNNRegressor(**{**TINY, **params}).fit(X, Y)
+
+
+def test_early_stopping_waits_while_the_learning_rate_is_high():
+    # constant rate: patience is used up after epoch 3, but the rate never decays -> no stop
+    stopper = EarlyStoppingIfValidated(patience=2, threshold=NEVER_IMPROVES, load_best=True)
+    model = _fit(max_epochs=7, callbacks__lr_scheduler=None, callbacks__early_stopping=stopper)
+    assert len(model.history_) == 7
+    # skorch's rule (max_lr_fraction=None) stops on patience alone
+    stopper = EarlyStoppingIfValidated(patience=2, threshold=NEVER_IMPROVES, load_best=True,
+                                       max_lr_fraction=None)
+    model = _fit(max_epochs=7, callbacks__lr_scheduler=None, callbacks__early_stopping=stopper)
+    assert len(model.history_) == 3
+
+
+def test_early_stopping_fires_at_the_first_epoch_the_rate_has_decayed():
+    # the rate halves every epoch; patience is used up after epoch 3, the stop comes at the
+    # first epoch whose rate is <= 5 % of the initial one
+    schedule = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    stopper = EarlyStoppingIfValidated(patience=2, threshold=NEVER_IMPROVES, load_best=True)
+    model = _fit(max_epochs=12, callbacks__lr_scheduler=schedule,
+                 callbacks__early_stopping=stopper)
+    lr_at_stop = model.optimizer_.param_groups[0]["lr"]
+    assert lr_at_stop <= 0.05 * TINY["lr"]
+    assert len(model.history_) < 12
+    # one epoch earlier the rate was still above the threshold
+    assert lr_at_stop * 2 > 0.05 * TINY["lr"]
+
+
+def test_anneal_starts_on_a_plateau_and_training_stops_when_it_is_complete():
+    schedule = AnnealOnPlateau(patience=2, threshold=NEVER_IMPROVES, anneal_fraction=0.5,
+                               min_anneal_epochs=2)
+    model = _fit(max_epochs=50, callbacks__lr_scheduler=schedule)
+    # epoch 1 is the best; epochs 2 and 3 miss -> the anneal starts after 3 epochs and lasts
+    # max(2, ceil(0.5 * 3)) = 2 epochs -> training stops after epoch 5, long before 50
+    assert len(model.history_) == 5
+    assert list(model.history_[:, "anneal_epochs"]) == [0, 0, 0, 2, 2]
+    lrs = _lrs(model)
+    assert lrs[:3] == [TINY["lr"]] * 3  # constant phase
+    assert TINY["lr"] > lrs[3] > lrs[4]  # decaying
+    assert lrs[4] == 0.0  # the rate reached its floor when training stopped
+    assert schedule.annealed_
+
+
+def test_anneal_floor_and_per_batch_cosine():
+    seen = []
+
+    class Spy(Callback):  # records the optimizer's rate at every training batch
+        def on_batch_begin(self, net, training=False, **kwargs):
+            if training:
+                seen.append(net.optimizer_.param_groups[0]["lr"])
+
+    schedule = AnnealOnPlateau(patience=1, threshold=NEVER_IMPROVES, min_anneal_epochs=4,
+                               min_lr_fraction=0.1)
+    model = _fit(max_epochs=40, train_split=None, callbacks__lr_scheduler=schedule,
+                 callbacks=[("spy", Spy())], callbacks__early_stopping=None)
+    # no validation data: the anneal starts at floor(40 / 1.5) = 26 and ends at epoch 40
+    assert len(model.history_) == 40
+    assert schedule.anneal_start_ == 26 and schedule.anneal_epochs_ == 14
+    batches = len(seen) // 40
+    annealing = np.array(seen[26 * batches:])
+    assert np.all(np.diff(annealing) < 0)  # strictly decreasing, batch by batch
+    assert np.all(annealing > 0.1 * TINY["lr"])
+    assert _lrs(model)[-1] == pytest.approx(0.1 * TINY["lr"])
+    assert seen[: 26 * batches] == [TINY["lr"]] * (26 * batches)
+
+
+def test_default_pair_never_stops_before_the_rate_has_decayed():
+    # the pair as the estimators use it: early stopping's patience is used up first (2 < 3),
+    # yet training goes on until the schedule has annealed the rate
+    schedule = AnnealOnPlateau(patience=3, threshold=NEVER_IMPROVES, min_anneal_epochs=6)
+    stopper = EarlyStoppingIfValidated(patience=2, threshold=NEVER_IMPROVES, load_best=True)
+    model = _fit(max_epochs=60, callbacks__lr_scheduler=schedule,
+                 callbacks__early_stopping=stopper)
+    stop_lr = model.optimizer_.param_groups[0]["lr"]
+    assert stop_lr <= 0.05 * TINY["lr"]
+    assert 4 + 1 <= len(model.history_) <= 4 + 6
+    # and the best weights (epoch 1) were restored: the predictions are those of epoch 1's model
+    assert stopper.best_epoch_ == 1
+
+
+def test_classifier_uses_the_same_rule():
+    labels = np.where(Y > 4.5, "big", "small")
+    schedule = AnnealOnPlateau(patience=2, threshold=NEVER_IMPROVES, min_anneal_epochs=2)
+    model = CGCNNClassifier(**TINY, max_epochs=30, callbacks__lr_scheduler=schedule).fit(
+        X, labels)
+    assert len(model.history_) == 5
+    assert _lrs(model)[-1] == 0.0
+
+
+def test_an_interrupted_anneal_resumes_where_it_stopped(tmp_path):
+    def schedule():
+        return AnnealOnPlateau(patience=2, threshold=NEVER_IMPROVES, min_anneal_epochs=4)
+
+    straight = _fit(max_epochs=30, callbacks__lr_scheduler=schedule())
+    assert len(straight.history_) == 7  # 3 epochs, then an anneal of max(4, 2) = 4
+
+    class InterruptAt(Checkpoint):
+        def __init__(self):
+            super().__init__(dirname=str(tmp_path), monitor=None)
+
+        def on_epoch_end(self, net, **kwargs):
+            super().on_epoch_end(net, **kwargs)
+            if len(net.history) == 5:  # in the middle of the anneal
+                raise KeyboardInterrupt
+
+    checkpoint = InterruptAt()
+    _fit(max_epochs=30, callbacks__lr_scheduler=schedule(),
+         callbacks=[("checkpoint", checkpoint)])
+    resumed = _fit(max_epochs=30, callbacks__lr_scheduler=schedule(),
+                   callbacks=[("resume", LoadInitState(checkpoint))])
+    assert len(resumed.history_) == 7
+    np.testing.assert_allclose(_lrs(resumed), _lrs(straight), rtol=1e-12, atol=0)
+    assert list(resumed.history_[:, "anneal_epochs"]) == [0, 0, 0, 4, 4, 4, 4]
