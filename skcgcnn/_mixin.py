@@ -18,8 +18,8 @@ names**, each overridden for one reason:
     (``_fit_seed``, ``_resumed_at``) starts with ``_`` and is left out.
 ``_default_callbacks``
     adds the package's default callbacks (stop on a non-finite loss, early stopping when there
-    is a validation set, a cosine learning-rate schedule) before skorch's ``print_log``; the
-    classifier replaces ``valid_acc`` by accuracy on the encoded labels.
+    is a validation set, the anneal-on-plateau learning-rate schedule) before skorch's
+    ``print_log``; the classifier replaces ``valid_acc`` by accuracy on the encoded labels.
 
 Everything skorch does with ``net.device`` (moving modules, mapping loaded tensors) needs a
 concrete device, while ``device="auto"`` must stay ``"auto"`` for ``get_params``/``clone``: the
@@ -58,9 +58,9 @@ from ._runtime import (
     weighted_loss,
 )
 from ._seen import seen_elements, warn_unseen
-from ._validation import _entries, _is_missing, _positive_int, _seed_from
+from ._validation import _entries, _is_missing, _seed_from
 from .batch import GraphBatch, GraphDataset, collate
-from .callbacks import EarlyStoppingIfValidated, StopOnNonFiniteLoss
+from .callbacks import AnnealOnPlateau, EarlyStoppingIfValidated, StopOnNonFiniteLoss
 from .featurizer import CrystalGraphFeaturizer, _is_structure_like
 from .graph import CrystalGraph
 
@@ -119,14 +119,11 @@ class _CGCNNMixin(_PersistenceMixin):
         callbacks = super()._default_callbacks
         extra = [
             ("stop_on_nonfinite_loss", StopOnNonFiniteLoss()),
-            ("early_stopping", EarlyStoppingIfValidated(patience=30, load_best=True)),
             (
-                "lr_scheduler",
-                LRScheduler(
-                    policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                    T_max=_positive_int(self.max_epochs),
-                ),
+                "early_stopping",
+                EarlyStoppingIfValidated(patience=30, load_best=True, max_lr_fraction=0.05),
             ),
+            ("lr_scheduler", AnnealOnPlateau(patience=20, anneal_fraction=0.5)),
         ]
         return callbacks[:-1] + extra + callbacks[-1:]  # print_log last
 

@@ -160,3 +160,20 @@ def test_an_interrupted_anneal_resumes_where_it_stopped(tmp_path):
     assert len(resumed.history_) == 7
     np.testing.assert_allclose(_lrs(resumed), _lrs(straight), rtol=1e-12, atol=0)
     assert list(resumed.history_[:, "anneal_epochs"]) == [0, 0, 0, 4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("cls", [CGCNNRegressor, CGCNNClassifier])
+def test_estimators_default_to_the_agreeing_pair(cls):
+    params = cls().get_params()
+    schedule = params["callbacks__lr_scheduler"]
+    stopper = params["callbacks__early_stopping"]
+    assert isinstance(schedule, AnnealOnPlateau) and schedule.patience == 20
+    assert isinstance(stopper, EarlyStoppingIfValidated)
+    assert stopper.patience == 30 and stopper.max_lr_fraction == 0.05 and stopper.load_best
+
+
+def test_default_fit_ends_annealed():
+    # defaults except a short run: the stop comes with the rate at its floor, never in between
+    model = CGCNNRegressor(**{**TINY, "lr": 0.002}, max_epochs=12).fit(X, Y)
+    assert len(model.history_) <= 12
+    assert _lrs(model)[-1] <= 0.05 * 0.002

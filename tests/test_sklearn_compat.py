@@ -206,7 +206,7 @@ REGRESSOR_CONFIG = {
     "module__h_fea_len": 20,
     "optimizer__weight_decay": 1e-3,
     "callbacks__early_stopping__patience": 4,
-    "callbacks__lr_scheduler__T_max": 7,
+    "callbacks__lr_scheduler__patience": 7,
     "featurizer__max_num_nbr": 10,
     "iterator_train__drop_last": True,
 }
@@ -231,7 +231,7 @@ def test_get_set_params_round_trip_with_nested_parameters(perovskite_graphs):
         "module__n_conv": 2,
         "optimizer__weight_decay": 1e-3,
         "callbacks__early_stopping__patience": 4,  # explicit values win over the defaults
-        "callbacks__lr_scheduler__T_max": 7,
+        "callbacks__lr_scheduler__patience": 7,
         "featurizer__radius": 6.0,  # from the featurizer object
         "featurizer__max_num_nbr": 10,  # explicit, over the object's 12
     }
@@ -252,7 +252,7 @@ def test_get_set_params_round_trip_with_nested_parameters(perovskite_graphs):
     assert isinstance(fitted.criterion_, torch.nn.L1Loss)
     callbacks = dict(fitted.callbacks_)
     assert callbacks["early_stopping"].patience == 4
-    assert callbacks["lr_scheduler"].T_max == 7
+    assert callbacks["lr_scheduler"].patience == 7
     assert (fitted.featurizer_.radius, fitted.featurizer_.max_num_nbr) == (6.0, 10)
     assert (fitted.graph_radius_, fitted.max_num_nbr_) == (6.0, 10)
     assert len(fitted.history_) == 2
