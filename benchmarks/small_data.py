@@ -341,7 +341,8 @@ def report(n_train: int = 1000) -> str:
     bootstrap interval of (CGCNN - RF), and the variant the inner validation loss picks."""
     rows = pd.read_csv(CSV)
     lines = ["| task (metric) | n_train | RF | CGCNN variant | test | inner valid loss | "
-             "epochs (anneal start) | CGCNN - RF [95 % CI] |", "|" + " --- |" * 8]
+             "epochs (anneal start) | CGCNN - RF [95 % CI] | variant - new [95 % CI] |",
+             "|" + " --- |" * 9]
     for task, (kind, metric) in TASKS.items():
         sub = rows[(rows.task == task) & (rows.variant != "rf") & (rows.seed == 0)]
         if task != "dielectric_n":
@@ -351,11 +352,18 @@ def report(n_train: int = 1000) -> str:
         folds = sorted(sub.fold.unique())
         rf = _rf_predictions(task, n_train)
         pick = sub.groupby("variant").inner_valid_loss.mean().idxmin()
+        col = "p_true" if kind == "classification" else "y_pred"
+        default = _cgcnn_predictions(task, "new", 0, folds, n_train)
         for variant, group in sub.groupby("variant"):
             if sorted(group.fold) != folds:
                 continue
             pred = _cgcnn_predictions(task, variant, 0, folds, n_train)
-            col = "p_true" if kind == "classification" else "y_pred"
+            vs_new = ""
+            if default is not None and variant != "new":
+                both = pred.merge(default, on="position", suffixes=("", "_new"))
+                d, lo, hi = paired_bootstrap(kind, both.y_true.to_numpy(), both[col].to_numpy(),
+                                             both[col + "_new"].to_numpy())
+                vs_new = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
             test = _metric(kind, pred.y_true.to_numpy(), pred[col].to_numpy())
             ci, rf_score = "", ""
             if rf is not None:
@@ -372,7 +380,7 @@ def report(n_train: int = 1000) -> str:
             lines.append(
                 f"| {task} ({metric}) | {int(group.n_train.mean())} | {rf_score} | "
                 f"{variant}{mark} | {test:.4f} | {group.inner_valid_loss.mean():.4f} | "
-                f"{epochs} ({starts}) | {ci} |")
+                f"{epochs} ({starts}) | {ci} | {vs_new} |")
     return "\n".join(lines)
 
 

@@ -29,8 +29,9 @@ MODELS = ("cgcnn", "rf-magpie")
 
 #: Named CGCNN training recipes (estimator parameters on top of the defaults).
 #:
-#: ``default``: the estimator's defaults (AdamW lr 2e-3, batch 64, up to 200 epochs, cosine LR
-#: over 200 epochs, early stopping with patience 30 on a 10 % inner split, best weights restored).
+#: ``default``: the estimator's defaults (AdamW lr 2e-3, batch 64, up to 200 epochs, constant LR
+#: until the 10 % inner split's loss plateaus for 20 epochs, then a cosine anneal to zero and a
+#: stop (:class:`~skcgcnn.callbacks.AnnealOnPlateau`), best weights restored).
 #: ``budget``: the same optimizer, batch and inner split, but one cosine decay of the LR that ends
 #: when ``max_epochs`` (120) or the time budget (``--time-budget``) runs out, whichever first
 #: (:class:`BudgetCosineLR`); the best inner-validation weights are restored at the end. On
