@@ -47,6 +47,11 @@ class GraphBatch:
         Cut-off radius the graphs were built with (the same for all graphs of a batch).
     occupancies : FloatTensor of shape (N, K) or None
         Site occupancies when the batch holds disordered sites.
+    distance_values : FloatTensor of shape (U,) or None
+        The distinct values of ``distances`` (sorted), so that the model expands only those.
+    distance_index : LongTensor of shape (N, M) or None
+        ``distances == distance_values[distance_index]``. Both are None when not precomputed
+        (the model then finds them itself).
 
     Examples
     --------
@@ -70,6 +75,8 @@ class GraphBatch:
     n_crystals: int
     radius: float
     occupancies: torch.Tensor | None = None
+    distance_values: torch.Tensor | None = None
+    distance_index: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.n_crystals
@@ -160,6 +167,7 @@ def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
     )
     distances = np.concatenate([g.distances for g in graphs])
     atomic_numbers, occupancies = _species_block(graphs)
+    values, inverse = np.unique(distances, return_inverse=True)  # edges sharing a distance
     return GraphBatch(
         atomic_numbers=torch.from_numpy(atomic_numbers.astype(np.int64)),
         neighbor_indices=torch.from_numpy(neighbor_indices),
@@ -170,6 +178,8 @@ def collate_graphs(graphs: Sequence[CrystalGraph]) -> GraphBatch:
         n_crystals=len(graphs),
         radius=radius,
         occupancies=None if occupancies is None else torch.from_numpy(occupancies),
+        distance_values=torch.from_numpy(values),
+        distance_index=torch.from_numpy(inverse.reshape(distances.shape).astype(np.int64)),
     )
 
 

