@@ -530,6 +530,8 @@ class CGCNN(nn.Module):
             weighted = batch.occupancies.unsqueeze(-1) * rows
             atom_fea = weighted.sum(dim=1) + bias
         self.check_batch(batch)
+        if len(self.convs) == 0:
+            return atom_fea
         if self.gaussians is None:
             nbr_fea = batch.distances
         else:  # Gaussians of the distinct distances only
