@@ -29,9 +29,8 @@ __all__ = ["plot_crystal_graph", "plot_learning_curves", "plot_parity", "pyplot"
 
 _INSTALL_HINT = "plotting needs matplotlib: pip install skcgcnn[plot] (or pip install matplotlib)"
 
-#: History columns already in the target's units (regression), first found is plotted: the
-#: validation MAE recorded by the estimators' epoch log, or one a user added with
-#: ``skorch.callbacks.EpochScoring`` on predictions in target units.
+#: History columns already in the target's units (regression): the validation MAE the
+#: estimators' epoch log records, or one a user records with a callback of the same name.
 TARGET_UNIT_COLUMNS = ("valid_mae",)
 
 
@@ -78,8 +77,14 @@ def _history_columns(history: Any) -> set[str]:
     return {key for row in history for key in row}
 
 
-def _learning_curve_series(estimator: Any) -> tuple[str, dict[str, np.ndarray], np.ndarray]:
-    """(quantity, {"train"/"validation": values per epoch}, epochs) for a fitted estimator."""
+def _learning_curve_series(
+    estimator: Any,
+) -> tuple[str, dict[tuple[str, str], np.ndarray], np.ndarray]:
+    """(axis quantity, {(split, metric): values per epoch}, epochs) for a fitted estimator.
+
+    ``split`` is "train" or "validation"; ``metric`` names what the values are ("RMSE", "MAE",
+    "loss").
+    """
     history = getattr(estimator, "history_", None)
     if history is None or len(history) == 0:
         from sklearn.exceptions import NotFittedError
@@ -93,40 +98,46 @@ def _learning_curve_series(estimator: Any) -> tuple[str, dict[str, np.ndarray], 
     def column(name: str) -> np.ndarray:
         return np.array([row.get(name, np.nan) for row in history], dtype=float)
 
-    regressor = hasattr(estimator, "y_scale_")
-    if regressor:
-        found = next((name for name in TARGET_UNIT_COLUMNS if name in columns), None)
-        if found is not None:  # recorded in target units already
-            series = {"validation": column(found)}
-            train = "train" + found[len("valid"):]
-            if train in columns:
-                series = {"train": column(train), **series}
-            return "MAE", series, epochs
-        scale = np.ravel(estimator.y_scale_)
-        loss = type(getattr(estimator, "criterion_", None)).__name__
-        series = {name: column(f"{key}_loss") for name, key in
-                  (("train", "train"), ("validation", "valid")) if f"{key}_loss" in columns}
-        if len(scale) == 1 and loss == "MSELoss":  # mean squared standardised error
-            return "RMSE", {k: np.sqrt(v) * scale[0] for k, v in series.items()}, epochs
-        if len(scale) == 1 and loss == "L1Loss":
-            return "MAE", {k: v * scale[0] for k, v in series.items()}, epochs
-        return "loss (standardised target)", series, epochs
-    series = {name: column(f"{key}_loss") for name, key in
+    losses = {split: column(f"{key}_loss") for split, key in
               (("train", "train"), ("validation", "valid")) if f"{key}_loss" in columns}
-    return "loss", series, epochs
+    if not hasattr(estimator, "y_scale_"):  # a classifier: cross-entropy
+        return "loss", {(split, "loss"): v for split, v in losses.items()}, epochs
+    # the losses in target units, where the loss allows it (one target)
+    scale = np.ravel(estimator.y_scale_)
+    loss = type(getattr(estimator, "criterion_", None)).__name__
+    converted: dict[tuple[str, str], np.ndarray] = {}
+    if len(scale) == 1 and loss == "MSELoss":  # mean squared standardised error -> RMSE
+        converted = {(split, "RMSE"): np.sqrt(v) * scale[0] for split, v in losses.items()}
+    elif len(scale) == 1 and loss == "L1Loss":  # mean absolute standardised error -> MAE
+        converted = {(split, "MAE"): v * scale[0] for split, v in losses.items()}
+    # the errors recorded in target units (valid_mae, and train_mae if a callback records it)
+    recorded = {}
+    for name in TARGET_UNIT_COLUMNS:
+        if name in columns:
+            metric = name.split("_", 1)[1].upper()
+            recorded[("validation", metric)] = column(name)
+            if f"train_{metric.lower()}" in columns:
+                recorded[("train", metric)] = column(f"train_{metric.lower()}")
+    if not converted and not recorded:
+        return "loss (standardised target)", {(s, "loss"): v for s, v in losses.items()}, epochs
+    series = {**converted, **recorded}  # a recorded error replaces the same converted one
+    metrics = {metric for _, metric in series}
+    return (metrics.pop() if len(metrics) == 1 else "error"), series, epochs
 
 
 def plot_learning_curves(estimator: Any, *, unit: str | None = None,
                          ax: Axes | None = None) -> Axes:
     """Training and validation error per epoch of a fitted estimator.
 
-    For a regressor the curves are in the target's units: the validation MAE when the history
-    records it (a ``valid_mae`` column, and ``train_mae`` if present), else the recorded losses
-    converted with the estimator's target scale ``y_scale_`` (the default ``MSELoss`` on the
-    standardised target gives the RMSE, ``sqrt(loss) * y_scale_``; an ``L1Loss`` gives the MAE,
-    ``loss * y_scale_``; another loss, or several targets, is shown as recorded). For a
-    classifier the losses (cross-entropy) are shown, and the validation accuracy on a second
-    axis when recorded. The epoch with the best validation loss is marked.
+    For a regressor the curves are in the target's units: the recorded losses converted with the
+    estimator's target scale ``y_scale_`` (the default ``MSELoss`` on the standardised target
+    gives the RMSE, ``sqrt(loss) * y_scale_``; an ``L1Loss`` gives the MAE,
+    ``loss * y_scale_``), and the validation MAE when the history records it (a ``valid_mae``
+    column, and ``train_mae`` if present). With another loss, or several targets, the losses
+    cannot be converted: the recorded MAE is shown alone, or, without one, the losses as
+    recorded (standardised). For a classifier the losses (cross-entropy) are shown, and the
+    validation accuracy on a second axis when recorded. The epoch with the best validation loss
+    is marked.
 
     Parameters
     ----------
@@ -140,6 +151,7 @@ def plot_learning_curves(estimator: Any, *, unit: str | None = None,
     Returns
     -------
     matplotlib Axes
+        One line per curve, labelled ``"<train|validation> <RMSE|MAE|loss>"``.
 
     Raises
     ------
@@ -151,34 +163,37 @@ def plot_learning_curves(estimator: Any, *, unit: str | None = None,
     >>> from pymatgen.core import Lattice, Structure
     >>> from skcgcnn import CGCNNRegressor
     >>> X = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    ...      for a in (4.0, 4.1, 4.2, 4.3, 4.4, 4.5, 4.6, 4.7, 4.8, 4.9)]
-    >>> y = [0.1 * i for i in range(10)]
-    >>> reg = CGCNNRegressor(max_epochs=3, random_state=0, verbose=0).fit(X, y)
-    >>> ax = plot_learning_curves(reg, unit="eV")
-    >>> ax.get_ylabel(), [line.get_label() for line in ax.get_lines()][:2]
-    ('RMSE (eV)', ['train', 'validation'])
+    ...      for a in (4.0, 4.1, 4.2, 4.3, 4.4, 4.5)]
+    >>> y = [0.1 * i for i in range(6)]
+    >>> reg = CGCNNRegressor(max_epochs=3, train_split=None, random_state=0, verbose=0)
+    >>> ax = plot_learning_curves(reg.fit(X, y), unit="eV")
+    >>> ax.get_ylabel(), [line.get_label() for line in ax.get_lines()]
+    ('RMSE (eV)', ['train RMSE'])
     """
     quantity, series, epochs = _learning_curve_series(estimator)
     ax = _axes(ax)
-    styles = {"train": {"color": "C0"}, "validation": {"color": "C1"}}
-    for name, values in series.items():
-        ax.plot(epochs, values, label=name, marker="." if len(epochs) < 30 else None,
-                **styles[name])
+    colors = {"train": "C0", "validation": "C1"}
+    styles = {"RMSE": "-", "loss": "-", "MAE": "--"}
+    for (split, metric), values in series.items():
+        ax.plot(epochs, values, label=f"{split} {metric}", color=colors[split],
+                ls=styles[metric], marker="." if len(epochs) < 30 else None)
     history = estimator.history_
     best = [row["epoch"] for row in history if row.get("valid_loss_best")]
-    if best and "validation" in series:
+    if best and any(split == "validation" for split, _ in series):
         ax.axvline(best[-1], color="gray", ls=":", lw=0.8,
-                   label=f"best validation (epoch {best[-1]})")
-    if "valid_acc" in _history_columns(history) and not hasattr(estimator, "y_scale_"):
+                   label=f"best validation loss (epoch {best[-1]})")
+    regressor = hasattr(estimator, "y_scale_")
+    if "valid_acc" in _history_columns(history) and not regressor:
         twin = ax.twinx()
         acc = np.array([row.get("valid_acc", np.nan) for row in history], dtype=float)
         twin.plot(epochs, acc, color="C2", ls="--", label="validation accuracy")
         twin.set_ylabel("validation accuracy")
         twin.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(_unit_label(quantity, unit if hasattr(estimator, "y_scale_") else None))
+    in_units = regressor and quantity != "loss (standardised target)"
+    ax.set_ylabel(_unit_label(quantity, unit if in_units else None))
     ax.set_title(f"{type(estimator).__name__}: learning curves", fontsize=10)
-    ax.legend(loc="upper left" if not hasattr(estimator, "y_scale_") else "best", fontsize=8)
+    ax.legend(loc="best" if regressor else "upper left", fontsize=8)
     return ax
 
 

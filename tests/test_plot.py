@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -132,12 +133,30 @@ def _line(ax, label):
     return next(line for line in ax.get_lines() if line.get_label() == label)
 
 
+@contextlib.contextmanager
+def _recorded_mae(reg, values):
+    """The history with ``valid_mae`` set to ``values`` (None: without it), restored after."""
+    saved = [{k: row[k] for k in ("valid_mae", "valid_mae_best") if k in row}
+             for row in reg.history_]
+    for row, value in zip(reg.history_, values or [None] * len(reg.history_)):
+        row.pop("valid_mae", None)
+        row.pop("valid_mae_best", None)
+        if value is not None:
+            row["valid_mae"] = value
+    try:
+        yield reg
+    finally:
+        for row, old in zip(reg.history_, saved):
+            row.pop("valid_mae", None)
+            row.update(old)
+
+
 def test_learning_curves_convert_the_loss_to_target_units(fitted_regressor):
-    reg = fitted_regressor
-    ax = plot_learning_curves(reg, unit="eV/cell")
+    with _recorded_mae(fitted_regressor, None) as reg:
+        ax = plot_learning_curves(reg, unit="eV/cell")
     assert ax.get_ylabel() == "RMSE (eV/cell)" and ax.get_xlabel() == "epoch"
     scale = float(reg.y_scale_[0])
-    for label, key in (("train", "train_loss"), ("validation", "valid_loss")):
+    for label, key in (("train RMSE", "train_loss"), ("validation RMSE", "valid_loss")):
         line = _line(ax, label)
         np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
         np.testing.assert_allclose(line.get_ydata(),
@@ -145,30 +164,34 @@ def test_learning_curves_convert_the_loss_to_target_units(fitted_regressor):
     assert any(line.get_label().startswith("best validation") for line in ax.get_lines())
 
 
-def test_learning_curves_prefer_a_recorded_target_unit_column(fitted_regressor):
-    reg = fitted_regressor
+def test_learning_curves_show_a_recorded_target_unit_column(fitted_regressor):
     mae = [0.3, 0.2, 0.25]
-    for row, value in zip(reg.history_, mae):
-        row["valid_mae"] = value
-    try:
-        ax = plot_learning_curves(reg)
-        assert ax.get_ylabel() == "MAE"
-        np.testing.assert_allclose(_line(ax, "validation").get_ydata(), mae)
-        assert "train" not in {line.get_label() for line in ax.get_lines()}
-    finally:
-        for row in reg.history_:
-            del row["valid_mae"]
+    with _recorded_mae(fitted_regressor, mae) as reg:
+        ax = plot_learning_curves(reg, unit="eV/cell")
+    assert ax.get_ylabel() == "error (eV/cell)"  # RMSE and MAE on one axis
+    np.testing.assert_allclose(_line(ax, "validation MAE").get_ydata(), mae)
+    labels = {line.get_label() for line in ax.get_lines()}
+    assert {"train RMSE", "validation RMSE"} <= labels and "train MAE" not in labels
 
 
 def test_learning_curves_mae_from_l1_loss(perovskites):
     subset = perovskites.iloc[:30]
     reg = CGCNNRegressor(max_epochs=2, criterion=torch.nn.L1Loss, **TINY).fit(
         subset["structure"].to_numpy(), subset["e_form"].to_numpy())
-    ax = plot_learning_curves(reg, unit="eV")
+    scale = float(reg.y_scale_[0])
+    with _recorded_mae(reg, None):
+        ax = plot_learning_curves(reg, unit="eV")
     assert ax.get_ylabel() == "MAE (eV)"
-    np.testing.assert_allclose(_line(ax, "validation").get_ydata(),
-                               np.array(reg.history_[:, "valid_loss"]) * float(reg.y_scale_[0]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(_line(ax, "validation MAE").get_ydata(),
+                               np.array(reg.history_[:, "valid_loss"]) * scale, rtol=1e-6)
+    # a recorded validation MAE replaces the one converted from the loss: one line, its values
+    with _recorded_mae(reg, [0.5, 0.4]):
+        ax = plot_learning_curves(reg, unit="eV")
+    lines = [line for line in ax.get_lines() if line.get_label() == "validation MAE"]
+    assert len(lines) == 1
+    np.testing.assert_allclose(lines[0].get_ydata(), [0.5, 0.4])
+    np.testing.assert_allclose(_line(ax, "train MAE").get_ydata(),
+                               np.array(reg.history_[:, "train_loss"]) * scale, rtol=1e-6)
 
 
 def test_learning_curves_of_a_classifier(perovskites):
@@ -177,7 +200,8 @@ def test_learning_curves_of_a_classifier(perovskites):
     clf = CGCNNClassifier(max_epochs=2, **TINY).fit(subset["structure"].to_numpy(), y)
     ax = plot_learning_curves(clf, unit="ignored")
     assert ax.get_ylabel() == "loss"
-    np.testing.assert_allclose(_line(ax, "train").get_ydata(), clf.history_[:, "train_loss"])
+    np.testing.assert_allclose(_line(ax, "train loss").get_ydata(),
+                               clf.history_[:, "train_loss"])
     twin = [a for a in ax.figure.axes if a is not ax][0]
     assert twin.get_ylabel() == "validation accuracy"
     np.testing.assert_allclose(twin.get_lines()[0].get_ydata(), clf.history_[:, "valid_acc"])
