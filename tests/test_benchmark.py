@@ -145,12 +145,14 @@ def _append_rows(csv, worker, n):
 
 def test_concurrent_appends_keep_every_row_and_one_header(tmp_path):
     csv = tmp_path / "t.csv"
-    ctx = multiprocessing.get_context("spawn")
+    # fork: the workers start at once (a spawned one re-imports torch, slow on a loaded machine)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
     procs = [ctx.Process(target=_append_rows, args=(csv, w, 25)) for w in range(3)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(600)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     rows = pd.read_csv(csv)
     assert list(rows.columns) == ["task", "worker", "i", "mae"]
