@@ -9,6 +9,7 @@ from shared_data import ROOT
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 from skcgcnn._mixin import _CGCNNMixin
+from skcgcnn._persist import _PersistenceMixin
 from skcgcnn.estimators import CGCNNClassifier, CGCNNRegressor
 
 PAGE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
@@ -32,7 +33,7 @@ def test_every_module_is_described(path):
         assert any(path in name for name in NAMES), path
 
 
-@pytest.mark.parametrize("cls", [_CGCNNMixin, CGCNNRegressor, CGCNNClassifier])
+@pytest.mark.parametrize("cls", [_PersistenceMixin, _CGCNNMixin, CGCNNRegressor, CGCNNClassifier])
 def test_every_overridden_skorch_method_is_listed(cls):
     overridden = {
         name for name in vars(cls)
