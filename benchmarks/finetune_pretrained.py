@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--routes", nargs="+", default=None,
+                        help="only these routes (scratch, a pretrained name), e.g. to run them "
+                        "in separate processes")
+    parser.add_argument("--no-frozen", action="store_true", help="skip the frozen-body routes")
     parser.add_argument("--table", action="store_true", help="print the table of --out, exit")
     args = parser.parse_args(argv)
     if args.table:
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for route, freeze, settings in _routes(args.epochs, args.lr, args.lr_finetune):
             key = (route, freeze, seed, args.n_train, args.epochs)
-            if key in done:
+            if key in done or (args.routes and route not in args.routes) or (
+                    freeze and args.no_frozen):
                 continue
             model = _model(route, settings, seed, args.epochs)
             start = time.perf_counter()
