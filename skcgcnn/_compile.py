@@ -9,8 +9,12 @@ compiling again; batches of other sizes reuse them too (``dynamic=True``). The c
 paid once per process, on the first batch, and again only for what changes the traced code (an
 other architecture, eval mode, a new dtype).
 
-Generated CPU kernels read the thread count at run time (inductor's ``cpp.dynamic_threads``), so
-code compiled under one ``torch.set_num_threads`` runs correctly under another.
+TorchDynamo guards on ``torch.get_num_threads()``: code is compiled once per process *and thread
+count* (a ``torch.set_num_threads`` to a new value compiles again, once). Training and prediction
+(grad mode, train/eval mode) and each architecture (``n_conv``, ``conv``...) are compiled once
+each; so that a grid search over architectures keeps its compiled code, the per-function
+recompile limit of TorchDynamo (8 by default) is raised to :data:`RECOMPILE_LIMIT` when the
+compiled path is first used.
 
 Where inductor cannot work (no C++ compiler, an unsupported Python or platform, a broken
 toolchain), :func:`compiled_forward` warns once with a :class:`CompileFallbackWarning` naming the
@@ -27,10 +31,6 @@ from typing import Any
 import torch
 
 __all__ = ["CompileFallbackWarning", "compile_status", "compiled_forward", "unavailable_reason"]
-
-#: inductor options of every compiled function of this module
-_OPTIONS = {"cpp.dynamic_threads": True}
-
 
 class CompileFallbackWarning(UserWarning):
     """``compile=True`` was asked for but ``torch.compile`` is unavailable: the model runs eagerly.
@@ -52,6 +52,9 @@ def _probe_fn(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x) * x + 1.0
 
 
+#: TorchDynamo's per-function recompile limit while the compiled path is in use (at least)
+RECOMPILE_LIMIT = 64
+
 _lock = threading.Lock()
 _state: dict[str, Any] = {"checked": False, "reason": None, "forward": None, "warned": False}
 #: seconds spent in calls that compiled (first calls of a new graph), for reporting
@@ -62,7 +65,7 @@ def _probe() -> None:
     """Compile and run a tiny function with inductor; raises where the toolchain is missing."""
     if not torch._dynamo.is_dynamo_supported():
         raise RuntimeError("TorchDynamo does not support this Python/platform")
-    fn = torch.compile(_probe_fn, backend="inductor", dynamic=True, options=_OPTIONS)
+    fn = torch.compile(_probe_fn, backend="inductor", dynamic=True)
     x = torch.linspace(-1.0, 1.0, 7)
     if not torch.allclose(fn(x), _probe_fn(x)):
         raise RuntimeError("inductor's probe kernel gave a wrong result")
@@ -91,8 +94,10 @@ def unavailable_reason() -> str | None:
 def _compiled() -> Any:
     with _lock:
         if _state["forward"] is None:
+            config = torch._dynamo.config
+            config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
             _state["forward"] = torch.compile(
-                _call, backend="inductor", dynamic=True, options=_OPTIONS
+                _call, backend="inductor", dynamic=True
             )
         return _state["forward"]
 
@@ -117,8 +122,8 @@ def compiled_forward(module: torch.nn.Module, batch: Any, **kwargs: Any) -> torc
     Warns
     -----
     CompileFallbackWarning
-        Once per process, when inductor is unavailable (the reason is in the message); the
-        module then runs eagerly.
+        Once per process, when inductor is unavailable or compiling the model fails (the
+        reason is in the message); the module then runs eagerly from then on.
 
     Examples
     --------
@@ -139,7 +144,29 @@ def compiled_forward(module: torch.nn.Module, batch: Any, **kwargs: Any) -> torc
     if reason is not None:
         warn_fallback(reason)
         return module(batch, **kwargs)
-    return _compiled()(module, batch, **kwargs)
+    try:
+        return _compiled()(module, batch, **kwargs)
+    except Exception as exc:
+        if not _is_compile_error(exc):
+            raise
+        # A genuine error of the model raises here again, as it would without compile=True;
+        # otherwise compiling this model failed: say why and go on eagerly.
+        out = module(batch, **kwargs)
+        with _lock:
+            _state["reason"] = f"compiling the model failed: {type(exc).__name__}: " + (
+                str(exc).strip().splitlines() or [""]
+            )[0][:300]
+        warn_fallback(_state["reason"])
+        return out
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """An error of TorchDynamo/inductor (tracing, lowering, the C++ toolchain)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return isinstance(exc, TorchDynamoException) or type(exc).__module__.startswith(
+        ("torch._inductor", "torch._dynamo")
+    )
 
 
 def warn_fallback(reason: str) -> None:

@@ -98,6 +98,43 @@ def test_fallback_warns_names_reason_and_runs_eagerly(monkeypatch):
         _compile._reset_for_tests()
 
 
+def test_compile_error_of_a_model_falls_back(monkeypatch):
+    from torch._dynamo.exc import TorchDynamoException
+
+    def failing(module, batch, **kwargs):
+        raise TorchDynamoException("lowering failed for this graph")
+
+    monkeypatch.setattr(_compile, "_probe", lambda: None)
+    monkeypatch.setattr(_compile, "_compiled", lambda: failing)
+    _compile._reset_for_tests()
+    try:
+        model = CGCNN(cgcnn_encoding(), **SMALL).eval()
+        batch = tiny_batch()
+        with pytest.warns(_compile.CompileFallbackWarning, match="lowering failed"):
+            out = _compile.compiled_forward(model, batch)
+        assert torch.equal(out, model(batch))
+        assert not _compile.compile_status()["available"]
+    finally:
+        _compile._reset_for_tests()
+
+
+def test_genuine_model_errors_are_not_swallowed(monkeypatch):
+    def failing(module, batch, **kwargs):
+        from torch._dynamo.exc import TorchRuntimeError
+
+        raise TorchRuntimeError("shape mismatch")
+
+    monkeypatch.setattr(_compile, "_probe", lambda: None)
+    monkeypatch.setattr(_compile, "_compiled", lambda: failing)
+    _compile._reset_for_tests()
+    try:
+        model = CGCNN(cgcnn_encoding(), **SMALL)
+        with pytest.raises(AttributeError):  # eager raises the model's own error
+            _compile.compiled_forward(model, "not a batch")
+    finally:
+        _compile._reset_for_tests()
+
+
 @pytest.mark.slow
 def test_missing_compiler_is_detected_for_real(tmp_path):
     """With no C++ compiler (and an empty kernel cache) the probe fails and names why."""
