@@ -326,7 +326,24 @@ class _CGCNNMixin(_PersistenceMixin):
         return iterator(dataset, **kwargs)
 
     def infer(self, x: GraphBatch, **fit_params: Any) -> torch.Tensor:
+        if self.compile:  # the process-wide compiled forward (skcgcnn._compile)
+            from ._compile import compiled_forward
+
+            return compiled_forward(self.module_, x.to(self._device()), **fit_params)
         return self.module_(x.to(self._device()), **fit_params)
+
+    def torch_compile(self, module: Any, name: str) -> Any:
+        """``compile=True`` leaves the modules unwrapped (same class, ``state_dict`` keys and
+        pickles): :meth:`infer` runs ``module_`` through skcgcnn's compiled code, shared by all
+        estimators of the process, so a refit or the next fold compiles nothing. Warns (a
+        :class:`~skcgcnn._compile.CompileFallbackWarning`) when inductor is unavailable."""
+        if self.compile and name == "module":
+            from ._compile import unavailable_reason, warn_fallback
+
+            reason = unavailable_reason()
+            if reason is not None:
+                warn_fallback(reason)
+        return module
 
     def get_loss(
         self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False

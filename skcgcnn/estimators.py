@@ -89,6 +89,13 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         ``"mps"``, or ``"auto"`` (CUDA when available, then MPS, else CPU; the choice is made
         at ``fit`` and stored in ``device_``, while ``get_params`` keeps ``"auto"``).
         Batches are copied to the device asynchronously from pinned memory on CUDA.
+    compile : bool, default=False
+        Opt-in: train and predict through ``torch.compile`` (inductor, dynamic shapes). The
+        compiled code is shared by all estimators of a process, so it is compiled once per
+        process (and architecture, thread count, training/prediction), not per fit or fold;
+        ``module_`` stays a plain :class:`~skcgcnn.model.CGCNN`. Where inductor is unavailable
+        (no C++ compiler...), a ``CompileFallbackWarning`` names the reason and the model runs
+        eagerly. ``compile__*`` options are not used. See ``docs/performance.md``.
     **kwargs
         Any other skorch ``NeuralNet`` argument (``callbacks``, ``warm_start``, ``module__*``,
         ``optimizer__*``, ``callbacks__*``, ``iterator_train__*``...).
@@ -291,7 +298,8 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         All class labels, if y of one fit may not show every class.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in scikit-learn.
-    featurizer, atom_features, random_state, init_from, freeze, verbose, device, **kwargs
+    featurizer, atom_features, random_state, init_from, freeze, verbose, device, compile,
+    **kwargs
         As for :class:`CGCNNRegressor`.
 
     Attributes

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
@@ -152,3 +153,54 @@ def test_missing_compiler_is_detected_for_real(tmp_path):
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("REASON:"))
     assert line != "REASON: None"
     assert "compiler" in line.lower(), line
+
+
+# --- the estimators' compile=True ------------------------------------------------------------
+
+
+def estimator_data(perovskite_graphs, n=64):
+    graphs, y, _ = perovskite_graphs
+    return list(graphs[:n]), y[:n]
+
+
+def test_estimator_fallback_warns_and_fits(monkeypatch, perovskite_graphs):
+    from shared_data import TINY
+
+    from skcgcnn import CGCNNRegressor
+
+    def broken_toolchain():
+        raise RuntimeError("no working C++ compiler found (g++ missing)")
+
+    monkeypatch.setattr(_compile, "_probe", broken_toolchain)
+    _compile._reset_for_tests()
+    try:
+        X, y = estimator_data(perovskite_graphs)
+        params = {**TINY, "max_epochs": 2, "train_split": None}
+        with pytest.warns(_compile.CompileFallbackWarning, match="g\\+\\+ missing"):
+            compiled = CGCNNRegressor(compile=True, **params).fit(X, y)
+        eager = CGCNNRegressor(**params).fit(X, y)
+        np.testing.assert_array_equal(compiled.predict(X), eager.predict(X))
+        assert type(compiled.module_) is CGCNN  # never wrapped: same state_dict keys
+    finally:
+        _compile._reset_for_tests()
+
+
+@pytest.mark.slow
+def test_estimator_compiled_fit_matches_eager_and_compiles_once(compiled_available,
+                                                                  perovskite_graphs):
+    from shared_data import TINY
+    from sklearn.base import clone
+
+    from skcgcnn import CGCNNRegressor
+
+    X, y = estimator_data(perovskite_graphs)
+    params = {**TINY, "max_epochs": 2, "train_split": None}
+    compiled = CGCNNRegressor(compile=True, **params).fit(X, y)
+    eager = CGCNNRegressor(**params).fit(X, y)
+    assert type(compiled.module_) is CGCNN
+    assert compiled.module_.state_dict().keys() == eager.module_.state_dict().keys()
+    np.testing.assert_allclose(compiled.predict(X), eager.predict(X), atol=1e-4, rtol=1e-4)
+    graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    again = clone(compiled).set_params(random_state=1).fit(X, y)  # a second fit: no compiling
+    again.predict(X)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_before
