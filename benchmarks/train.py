@@ -445,11 +445,11 @@ def main() -> None:
     sides, dataset = make_sides(structures, y_std, graphs)
     n_atoms = sum(len(s) for s in structures)
     report(f"\ninductor: {_compile.unavailable_reason() or 'available'}")
-    for t in thread_counts:
+    ratios = {}
+    for t in thread_counts:  # each thread count's table as soon as it is measured
         throughput(report, sides, t, n_atoms)
+        ratios.update(throughput_table(report, sides, [t], n_atoms, n))
         report.save()
-    ratios = throughput_table(report, sides, thread_counts, n_atoms, n)
-    report.save()
     targets = np.asarray(y_std, dtype=np.float32).reshape(-1, 1)
     compile_cost(report, sides, graphs, targets)
     state = copy.deepcopy(sides[ORIGINAL].model.state_dict())  # trained weights
