@@ -199,7 +199,12 @@ def test_estimator_compiled_fit_matches_eager_and_compiles_once(compiled_availab
     eager = CGCNNRegressor(**params).fit(X, y)
     assert type(compiled.module_) is CGCNN
     assert compiled.module_.state_dict().keys() == eager.module_.state_dict().keys()
-    np.testing.assert_allclose(compiled.predict(X), eager.predict(X), atol=1e-4, rtol=1e-4)
+    predicted = compiled.predict(X)
+    compiled.compile = False  # the same fitted weights, eagerly: the same function
+    np.testing.assert_allclose(predicted, compiled.predict(X), atol=1e-5 * compiled.y_scale_[0])
+    compiled.compile = True
+    # the two fits follow the same path up to float round-off (which AdamW amplifies a little)
+    np.testing.assert_allclose(predicted, eager.predict(X), atol=3e-3 * compiled.y_scale_[0])
     graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     again = clone(compiled).set_params(random_state=1).fit(X, y)  # a second fit: no compiling
     again.predict(X)
