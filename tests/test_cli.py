@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,57 @@ def test_console_entry_point():
     result = subprocess.run([sys.executable, "-m", "skcgcnn", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "usage: skcgcnn" in result.stdout
+
+
+@needs_reference
+def test_predict_writes_the_original_test_results_file(tmp_path, capsys):
+    """--original-format: header-less cif_id,target,prediction rows, as predict.py writes."""
+    out = tmp_path / "test_results.csv"
+    assert main(["predict", str(FORMATION), str(REFERENCE / "sample-regression"), "-o",
+                 str(out), "--original-format"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 10 and not lines[0].startswith(("id", "cif_id"))
+    frame = pd.read_csv(out, header=None, names=["cif_id", "target", "prediction"],
+                        dtype={"cif_id": str}).set_index("cif_id")
+    targets = pd.read_csv(REFERENCE / "sample-regression" / "id_prop.csv", header=None,
+                          dtype={0: str}).set_index(0)[1]
+    np.testing.assert_allclose(frame["target"], targets.loc[frame.index])
+    np.testing.assert_allclose(frame["prediction"],
+                               _reference("formation-energy-per-atom").loc[frame.index],
+                               atol=1e-5)
+
+
+@needs_reference
+def test_train_infers_the_task_from_the_labels_and_says_so(tmp_path, capsys):
+    model = tmp_path / "clf.joblib"
+    data = str(REFERENCE / "sample-classification")
+    assert main(["train", data, "-o", str(model), "--epochs", "2", "--n-conv", "1",
+                 "--val-fraction", "0"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"labels are 0/1: training a classifier.*--task regression", err)
+    import joblib
+
+    assert type(joblib.load(model)).__name__ == "CGCNNClassifier"
+    # continuous targets: a regressor, said as well
+    assert main(["train", str(REFERENCE / "sample-regression"), "-o", str(tmp_path / "r.joblib"),
+                 "--epochs", "2", "--n-conv", "1", "--val-fraction", "0", "-q"]) == 0
+    assert "continuous targets: training a regressor" in capsys.readouterr().err
+    # integers with several values: ambiguous, refused
+    folder = tmp_path / "ints"
+    shutil.copytree(REFERENCE / "sample-regression", folder)
+    ids = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})[0]
+    pd.DataFrame({0: ids, 1: np.arange(len(ids)) % 4}).to_csv(folder / "id_prop.csv",
+                                                               header=False, index=False)
+    assert main(["train", str(folder), "-o", str(tmp_path / "x.joblib"), "--epochs", "1"]) == 1
+    assert re.search(r"integers with 4 distinct values.*--task", capsys.readouterr().err)
+
+
+@needs_reference
+def test_train_log_reports_the_validation_error_in_target_units(tmp_path, capsys):
+    assert main(["train", str(REFERENCE / "sample-regression"), "-o",
+                 str(tmp_path / "m.joblib"), "--epochs", "3", "--n-conv", "1",
+                 "--val-fraction", "0.3", "--task", "regression"]) == 0
+    captured = capsys.readouterr()
+    assert "valid_mae" in captured.out and "\x1b[" not in captured.out
+    assert re.search(r"validation MAE [0-9.]+ \(units of the targets\) at epoch \d+",
+                     captured.err)
