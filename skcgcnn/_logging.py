@@ -76,6 +76,13 @@ def resolve_verbose(verbose: Any) -> Any:
     return verbose
 
 
+def effective_verbose(net: Any) -> Any:
+    """The verbosity of the running fit: ``verbose_`` (resolved at fit) for our estimators,
+    else ``verbose`` with ``"auto"`` resolved now."""
+    verbose = getattr(net, "verbose_", None)
+    return resolve_verbose(net.verbose) if verbose is None else verbose
+
+
 def _criterion_name(net: Any) -> str:
     criterion = getattr(net, "criterion_", None) or getattr(net, "criterion", None)
     name = getattr(criterion, "__name__", None) or type(criterion).__name__
@@ -131,17 +138,26 @@ class EpochLog(PrintLog):
         return template.format(value) + ("*" if best else "")
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        if self.first_iteration_ and net.verbose:
+        row = net.history[-1]
+        verbose = effective_verbose(net)
+        tabulated = self.table(row)
+        if self.first_iteration_:
             keys = [k[6:] if k.startswith("event_") else k
-                    for k in self._sorted_keys(net.history[-1].keys())]
+                    for k in self._sorted_keys(row.keys())]
             described = describe_columns(net, keys)
             if described:
                 width = max(len(key) for key, _ in described)
                 lines = [f"  {key:<{width}}  {meaning}" for key, meaning in described]
                 marker = "coloured" if self.colour_ else "marked *"
                 self._sink("\n".join(["columns:", *lines, f"  (best values so far are "
-                                      f"{marker})"]), net.verbose)
-        super().on_epoch_end(net, **kwargs)
+                                      f"{marker})"]), verbose)
+            header, rule = tabulated.split("\n", 2)[:2]
+            self._sink(header, verbose)
+            self._sink(rule, verbose)
+            self.first_iteration_ = False
+        self._sink(tabulated.rsplit("\n", 1)[-1], verbose)
+        if self.sink is print and verbose:
+            sys.stdout.flush()
 
 
 class ValidationMAE(Callback):
@@ -161,8 +177,8 @@ class ValidationMAE(Callback):
         self.best_ = min(previous, default=np.inf)  # a resumed run keeps its best
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
-        self._error_sum = 0.0
-        self._weight_sum = 0.0
+        self.error_sum_ = 0.0
+        self.weight_sum_ = 0.0
 
     def on_batch_end(self, net: Any, batch: Any = None, training: bool = False,
                      y_pred: Any = None, **kwargs: Any) -> None:
@@ -176,17 +192,17 @@ class ValidationMAE(Callback):
                         - to_numpy(target).reshape(len(y_pred), -1))
         errors = (errors * net.y_scale_).mean(axis=1)
         w = np.ones(len(errors)) if weight is None else to_numpy(weight).astype(np.float64)
-        self._error_sum += float((errors * w).sum())
-        self._weight_sum += float(w.sum())
+        self.error_sum_ += float((errors * w).sum())
+        self.weight_sum_ += float(w.sum())
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        if not self._weight_sum > 0:
+        if not self.weight_sum_ > 0:
             return
-        mae = self._error_sum / self._weight_sum
+        mae = self.error_sum_ / self.weight_sum_
         net.history.record("valid_mae", mae)
         net.history.record("valid_mae_best", bool(mae < self.best_))
         self.best_ = min(self.best_, mae)
 
 
-__all__ = ["EpochLog", "ValidationMAE", "inside_meta_estimator", "interactive",
-           "resolve_verbose"]
+__all__ = ["EpochLog", "ValidationMAE", "effective_verbose", "inside_meta_estimator",
+           "interactive", "resolve_verbose"]

@@ -17,9 +17,11 @@ names**, each overridden for one reason:
     skorch takes every attribute not ending in ``_`` for a parameter; the fit-time bookkeeping
     (``_fit_seed``, ``_resumed_at``) starts with ``_`` and is left out.
 ``_default_callbacks``
-    adds the package's default callbacks (stop on a non-finite loss, early stopping when there
-    is a validation set, the anneal-on-plateau learning-rate schedule) before skorch's
-    ``print_log``; the classifier replaces ``valid_acc`` by accuracy on the encoded labels.
+    adds the package's default callbacks (``valid_mae`` for the regressor, stop on a
+    non-finite loss, early stopping when there is a validation set, the anneal-on-plateau
+    learning-rate schedule) before ``print_log``, which becomes
+    :class:`~skcgcnn._logging.EpochLog`; the classifier replaces ``valid_acc`` by accuracy on
+    the encoded labels.
 
 Everything skorch does with ``net.device`` (moving modules, mapping loaded tensors) needs a
 concrete device, while ``device="auto"`` must stay ``"auto"`` for ``get_params``/``clone``: the
@@ -46,6 +48,8 @@ from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
 from ._finetune import element_table, freeze_parameters, resolve_init_source
+from ._logging import EpochLog, ValidationMAE, resolve_verbose
+from ._output import OutputMixin
 from ._persist import _PersistenceMixin
 from ._runtime import (
     adopt,
@@ -58,7 +62,7 @@ from ._runtime import (
     weighted_loss,
 )
 from ._seen import seen_elements, warn_unseen
-from ._validation import _entries, _is_missing, _seed_from
+from ._validation import _entries, _is_missing, _labels, _seed_from, _where
 from .batch import GraphBatch, GraphDataset, collate
 from .callbacks import AnnealOnPlateau, EarlyStoppingIfValidated, StopOnNonFiniteLoss
 from .featurizer import CrystalGraphFeaturizer, _is_structure_like
@@ -68,9 +72,10 @@ from .graph import CrystalGraph
 VALID_FRACTION = 0.1
 
 
-class _CGCNNMixin(_PersistenceMixin):
+class _CGCNNMixin(OutputMixin, _PersistenceMixin):
     """Everything the regressor and the classifier share: parameters, input handling, the
-    seeded fit loop, devices, prediction."""
+    seeded fit loop, devices, prediction (and, from :class:`~skcgcnn._output.OutputMixin`,
+    feature names, ``set_output`` and scikit-learn's repr)."""
 
     prefixes_ = NeuralNet.prefixes_ + ["featurizer"]
     _is_classification: bool
@@ -116,7 +121,10 @@ class _CGCNNMixin(_PersistenceMixin):
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Callback | None]]:
-        callbacks = super()._default_callbacks
+        callbacks = [(name, EpochLog() if name == "print_log" else callback)
+                     for name, callback in super()._default_callbacks]
+        if not self._is_classification:  # the validation error in the units of y
+            callbacks.insert(len(callbacks) - 1, ("valid_mae", ValidationMAE()))
         extra = [
             ("stop_on_nonfinite_loss", StopOnNonFiniteLoss()),
             (
@@ -149,6 +157,7 @@ class _CGCNNMixin(_PersistenceMixin):
         ``ignore_errors``) and a boolean mask of the samples that have a graph.
         """
         entries = _entries(X)
+        labels = _labels(X, len(entries))
         graphs = np.empty(len(entries), dtype=object)
         to_featurize = []
         for i, entry in enumerate(entries):
@@ -160,15 +169,16 @@ class _CGCNNMixin(_PersistenceMixin):
                 graphs[i] = math.nan
             else:
                 raise ValueError(
-                    f"X[{i}] is of type {type(entry).__name__}; expected a pymatgen Structure "
-                    "(or Molecule, ASE Atoms) or a CrystalGraph"
+                    f"{_where(i, labels)} is of type {type(entry).__name__}; expected a pymatgen "
+                    "Structure (or Molecule, ASE Atoms) or a CrystalGraph"
                 )
         if to_featurize:
             featurizer = self._make_featurizer() if fitting else self.featurizer_
-            rows = featurizer.featurize_many(
+            rows = featurizer.featurize_many(  # errors name "entry i (label ...)"
                 [entries[i] for i in to_featurize],
                 ignore_errors=featurizer.ignore_errors,
                 positions=to_featurize,
+                labels=None if labels is None else [labels[i] for i in to_featurize],
             )
             for i, row in zip(to_featurize, rows):
                 graphs[i] = row[0]
@@ -179,11 +189,19 @@ class _CGCNNMixin(_PersistenceMixin):
         valid = np.array([isinstance(g, CrystalGraph) for g in graphs])
         if not valid.any():
             raise ValueError("no sample of X could be featurized")
-        self._check_graphs(graphs[valid], np.flatnonzero(valid), fitting)
+        self._check_graphs(graphs[valid], np.flatnonzero(valid), fitting, labels)
         return graphs, valid
 
-    def _check_graphs(self, graphs: np.ndarray, positions: np.ndarray, fitting: bool) -> None:
+    def _check_graphs(self, graphs: np.ndarray, positions: np.ndarray, fitting: bool,
+                      labels: list | None = None) -> None:
         shapes = {(g.radius, g.max_num_nbr) for g in graphs}
+        warm = getattr(self, "_fitting_warm", False)
+        if fitting and warm and hasattr(self, "graph_radius_"):  # continuing: as fitted
+            if shapes != {(self.graph_radius_, self.max_num_nbr_)}:
+                raise ValueError(
+                    f"the model was fitted on graphs with radius={self.graph_radius_:g} and "
+                    f"max_num_nbr={self.max_num_nbr_}; X has {sorted(shapes)}"
+                )
         if fitting:
             if len(shapes) > 1:
                 raise ValueError(
@@ -191,7 +209,6 @@ class _CGCNNMixin(_PersistenceMixin):
                 )
             self.graph_radius_, self.max_num_nbr_ = shapes.pop()
             source = getattr(self, "_init_source", None)
-            warm = getattr(self, "_fitting_warm", False)
             if not (warm and hasattr(self, "atom_features_")):
                 self.atom_features_ = element_table(self.atom_features, source)
             before = (getattr(self, "seen_elements_", None) if warm
@@ -209,8 +226,8 @@ class _CGCNNMixin(_PersistenceMixin):
                 bad = sorted({int(z) for z in np.ravel(numbers_) if z >= len(usable) or (
                     z > 0 and not usable[z])})
                 raise ValueError(
-                    f"X[{int(position)}] contains elements with Z={bad}, which have no row in "
-                    "the atom feature table (atom_features)"
+                    f"{_where(int(position), labels)} contains elements with Z={bad}, which "
+                    "have no row in the atom feature table (atom_features)"
                 )
         if not fitting:
             warn_unseen(getattr(self, "seen_elements_", None), graphs, len(graphs))
@@ -228,7 +245,8 @@ class _CGCNNMixin(_PersistenceMixin):
         if not valid.all():
             warnings.warn(
                 f"{int((~valid).sum())} of {len(graphs)} samples could not be featurized "
-                f"(first: X[{int(np.flatnonzero(~valid)[0])}]) and are left out of fit",
+                f"(first: {_where(int(np.flatnonzero(~valid)[0]), _labels(X, len(valid)))}) "
+                "and are left out of fit",
                 UserWarning,
                 stacklevel=4,
             )
@@ -262,6 +280,8 @@ class _CGCNNMixin(_PersistenceMixin):
             data, targets = self._training_data(graphs, y, valid, warm, fit_params)
             if not (warm and hasattr(self, "device_")):
                 self.device_ = resolve_device(self.device)
+            # "auto": print for a fit a person watches, not inside a meta-estimator
+            self.verbose_ = resolve_verbose(self.verbose)
             seed = _seed_from(self.random_state)
             with rng_for_fit(seed, self.device_):
                 if not warm:

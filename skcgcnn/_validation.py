@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pymatgen.core import Structure
+from pymatgen.core import Site, Structure
 from sklearn.utils import check_random_state
 from torch.utils.data import Dataset
 
@@ -81,6 +81,14 @@ def _entries(X: Any) -> list[Any]:
     if isinstance(X, np.ndarray):
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
+        if X.ndim >= 2 and X.dtype == object and X.size and isinstance(X.flat[0], Site):
+            raise ValueError(
+                f"X is an array of shape {X.shape} whose entries are sites: numpy split each "
+                f"Structure into its {X.shape[1]} sites, because all structures have the same "
+                "number of sites (np.array(structures, dtype=object) does that). Pass the "
+                "structures as a list, a pandas Series (df['structure']) or a 1-D object array "
+                "(df['structure'].to_numpy())"
+            )
         if X.ndim != 1:
             raise ValueError(
                 f"X must be 1-D (one structure or graph per sample), got shape {X.shape}"
@@ -96,4 +104,23 @@ def _entries(X: Any) -> list[Any]:
 
 
 def _is_missing(entry: Any) -> bool:
-    return isinstance(entry, float) and math.isnan(entry)
+    """NaN (what matminer's ``ignore_errors`` leaves) or None (a missing object in pandas)."""
+    return entry is None or (isinstance(entry, float) and math.isnan(entry))
+
+
+def _labels(X: Any, n_samples: int) -> list[Any] | None:
+    """The index labels of a pandas ``X`` (None for other inputs and for a default index,
+    whose labels are the positions)."""
+    index = getattr(X, "index", None)
+    if not isinstance(X, (pd.Series, pd.DataFrame)) or len(index) != n_samples:
+        return None
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return None
+    return list(index)
+
+
+def _where(position: int, labels: list[Any] | None) -> str:
+    """``X[3]``, or ``X[3] (label 'mb-perovskites-00019')`` when X has index labels."""
+    if labels is None:
+        return f"X[{position}]"
+    return f"X[{position}] (label {labels[position]!r})"

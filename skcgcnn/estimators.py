@@ -13,17 +13,21 @@ weighted loss) in :mod:`skcgcnn._runtime`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import DataConversionWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import type_of_target
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, EpochScoring
 
 from ._mixin import VALID_FRACTION, _CGCNNMixin
+from ._output import document_skorch_defaults
 from ._validation import _check_sample_weight
 from .batch import GraphDataset
 from .featurizer import CrystalGraphFeaturizer
@@ -37,6 +41,7 @@ def _encoded_accuracy(net: Any, X: Any, y: Any) -> float:
     return float(np.mean(net.predict_proba(X).argmax(axis=1) == np.asarray(y)))
 
 
+@document_skorch_defaults
 class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     """Crystal Graph Convolutional Neural Network regressor.
 
@@ -82,8 +87,11 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         With ``init_from``: parameters that keep their pretrained values. "body" is the
         embedding and the convolutions (``["embedding.*", "convs.*"]``, the same as skorch's
         ``Freezer`` with these patterns and ``skcgcnn train --freeze``).
-    verbose : int, default=1
-        1 prints a line per epoch; 0 is silent.
+    verbose : "auto", int, default="auto"
+        "auto" prints the epoch table (with a legend of its columns, the validation error in
+        the units of y among them) for a fit a person watches: called from a terminal,
+        IPython or Jupyter, and not inside a cross-validation, search or other scikit-learn
+        meta-estimator. 1 always prints, 0 never does. Colour codes go to terminals only.
     device : str, default="cpu"
         Where the network trains and predicts: ``"cpu"``, ``"cuda"`` (``"cuda:1"``...),
         ``"mps"``, or ``"auto"`` (CUDA when available, then MPS, else CPU; the choice is made
@@ -152,7 +160,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         random_state: Any = None,
         init_from: Any = None,
         freeze: Any = None,
-        verbose: int = 1,
+        verbose: int | str = "auto",
         device: str = "cpu",
         **kwargs: Any,
     ) -> None:
@@ -277,6 +285,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         return tags
 
 
+@document_skorch_defaults
 class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     """Crystal Graph Convolutional Neural Network classifier.
 
@@ -354,7 +363,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         random_state: Any = None,
         init_from: Any = None,
         freeze: Any = None,
-        verbose: int = 1,
+        verbose: int | str = "auto",
         device: str = "cpu",
         **kwargs: Any,
     ) -> None:
@@ -396,6 +405,12 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         raw = np.asarray(y, dtype=object)  # before numpy turns ["a", 1, nan] into strings
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected. Please change the "
+                "shape of y to (n_samples,), for example using ravel().",
+                DataConversionWarning,
+                stacklevel=4,
+            )
             y, raw = y[:, 0], raw[:, 0]
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D for classification, got shape {y.shape}")
@@ -410,6 +425,14 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
                 f"y mixes label types: y[0] is {type(raw[0]).__name__} and y[{k}] is "
                 f"{type(raw[k]).__name__}; use one type for all labels"
             )
+        if (not warm and self.classes is None
+                and getattr(self, "_partial_fit_classes", None) is None):
+            kind = type_of_target(y)
+            if kind.startswith("continuous"):
+                raise ValueError(
+                    f"y looks like continuous values ({len(np.unique(y))} distinct floats); a "
+                    "classifier needs class labels: for numbers to predict use CGCNNRegressor"
+                )
         if not warm:
             encoder = LabelEncoder()
             classes = getattr(self, "_partial_fit_classes", None)

@@ -196,14 +196,16 @@ def test_train_infers_the_task_from_the_labels_and_says_so(tmp_path, capsys):
     assert main(["train", str(REFERENCE / "sample-regression"), "-o", str(tmp_path / "r.joblib"),
                  "--epochs", "2", "--n-conv", "1", "--val-fraction", "0", "-q"]) == 0
     assert "continuous targets: training a regressor" in capsys.readouterr().err
-    # integers with several values: ambiguous, refused
+    # integers with a few values: a regressor, with the hint that they may be classes
     folder = tmp_path / "ints"
     shutil.copytree(REFERENCE / "sample-regression", folder)
     ids = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})[0]
     pd.DataFrame({0: ids, 1: np.arange(len(ids)) % 4}).to_csv(folder / "id_prop.csv",
                                                                header=False, index=False)
-    assert main(["train", str(folder), "-o", str(tmp_path / "x.joblib"), "--epochs", "1"]) == 1
-    assert re.search(r"integers with 4 distinct values.*--task", capsys.readouterr().err)
+    assert main(["train", str(folder), "-o", str(tmp_path / "x.joblib"), "--epochs", "1",
+                 "-q", "--val-fraction", "0"]) == 0
+    assert re.search(r"training a regressor; the 4 distinct targets are integers: pass --task "
+                     r"classification", capsys.readouterr().err)
 
 
 @needs_reference
