@@ -104,6 +104,14 @@ EXPECTED_FAILURES = {
         "checks that nothing else is set"
     ),
     ("CGCNNClassifier", "check_no_attributes_set_in_init"): "as for CGCNNRegressor",
+    ("CGCNNRegressor", "check_do_not_raise_errors_in_init_or_set_params"): (
+        "skorch's set_params(callbacks=...) rebuilds the callback list at once, so a value "
+        "that is not a list of callbacks raises there (TypeError) instead of at fit; every "
+        "other parameter, skorch's included, passes"
+    ),
+    ("CGCNNClassifier", "check_do_not_raise_errors_in_init_or_set_params"): (
+        "as for CGCNNRegressor"
+    ),
     ("CrystalGraphFeaturizer", "check_mixin_order"): (
         "matminer's BaseFeaturizer derives from (BaseEstimator, TransformerMixin); our "
         "__sklearn_tags__ restores the transformer tags that this order loses"
@@ -156,8 +164,8 @@ def test_sklearn_data_free_checks(estimator, check_name):
     name = type(estimator).__name__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if (name, check_name) in EXPECTED_FAILURES:
-            with pytest.raises(AssertionError):
+        if (name, check_name) in EXPECTED_FAILURES:  # the check fails, or what it calls raises
+            with pytest.raises((AssertionError, TypeError)):
                 check(name, estimator)
         else:
             check(name, estimator)
