@@ -163,11 +163,10 @@ def test_console_entry_point():
     assert result.returncode == 0 and "usage: skcgcnn" in result.stdout
 
 
-@needs_reference
-def test_predict_writes_the_original_test_results_file(tmp_path, capsys):
+def test_predict_writes_the_original_test_results_file(tmp_path, capsys, formation):
     """--original-format: header-less cif_id,target,prediction rows, as predict.py writes."""
     out = tmp_path / "test_results.csv"
-    assert main(["predict", str(FORMATION), str(REFERENCE / "sample-regression"), "-o",
+    assert main(["predict", str(formation), str(REFERENCE / "sample-regression"), "-o",
                  str(out), "--original-format"]) == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 10 and not lines[0].startswith(("id", "cif_id"))
@@ -181,7 +180,6 @@ def test_predict_writes_the_original_test_results_file(tmp_path, capsys):
                                atol=1e-5)
 
 
-@needs_reference
 def test_train_infers_the_task_from_the_labels_and_says_so(tmp_path, capsys):
     model = tmp_path / "clf.joblib"
     data = str(REFERENCE / "sample-classification")
@@ -208,7 +206,6 @@ def test_train_infers_the_task_from_the_labels_and_says_so(tmp_path, capsys):
                      r"classification", capsys.readouterr().err)
 
 
-@needs_reference
 def test_train_log_reports_the_validation_error_in_target_units(tmp_path, capsys):
     assert main(["train", str(REFERENCE / "sample-regression"), "-o",
                  str(tmp_path / "m.joblib"), "--epochs", "3", "--n-conv", "1",
