@@ -100,6 +100,8 @@ def describe_columns(net: Any, keys: list[str]) -> list[tuple[str, str]]:
         "epoch": "epoch number",
         "train_loss": f"training loss: {loss}",
         "valid_loss": "the same loss on the validation split (early stopping watches it)",
+        "train_mae": "mean absolute error on the training batches during the epoch, in the "
+                     "units of y",
         "valid_mae": "mean absolute error on the validation split, in the units of y"
                      + (" (averaged over the targets)" if getattr(net, "n_outputs_", 1) > 1
                         else ""),
@@ -161,11 +163,13 @@ class EpochLog(PrintLog):
 
 
 class ValidationMAE(Callback):
-    """Record ``valid_mae``: the validation error of a regressor in the units of ``y``.
+    """Record ``valid_mae`` and ``train_mae``: a regressor's errors in the units of ``y``.
 
-    Uses the predictions of the validation step (standardised), undoes the estimator's target
-    scaling (``y_scale_``) and, with ``sample_weight``, weights the errors as the loss does. A
-    fit without a validation split records nothing. ``valid_mae_best`` marks improvements.
+    Uses the predictions the training and validation steps already made (standardised), undoes
+    the estimator's target scaling (``y_scale_``) and, with ``sample_weight``, weights the
+    errors as the loss does. ``train_mae`` is measured on the training batches while the epoch
+    trains (as ``train_loss`` is); a fit without a validation split records no ``valid_mae``.
+    ``valid_mae_best`` marks improvements.
     """
 
     def initialize(self) -> ValidationMAE:
@@ -177,12 +181,11 @@ class ValidationMAE(Callback):
         self.best_ = min(previous, default=np.inf)  # a resumed run keeps its best
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
-        self.error_sum_ = 0.0
-        self.weight_sum_ = 0.0
+        self.sums_ = {"train": [0.0, 0.0], "valid": [0.0, 0.0]}  # error sum, weight sum
 
     def on_batch_end(self, net: Any, batch: Any = None, training: bool = False,
                      y_pred: Any = None, **kwargs: Any) -> None:
-        if training or y_pred is None or batch is None or not hasattr(net, "y_scale_"):
+        if y_pred is None or batch is None or not hasattr(net, "y_scale_"):
             return
         target = batch[1]
         weight = None
@@ -192,16 +195,19 @@ class ValidationMAE(Callback):
                         - to_numpy(target).reshape(len(y_pred), -1))
         errors = (errors * net.y_scale_).mean(axis=1)
         w = np.ones(len(errors)) if weight is None else to_numpy(weight).astype(np.float64)
-        self.error_sum_ += float((errors * w).sum())
-        self.weight_sum_ += float(w.sum())
+        sums = self.sums_["train" if training else "valid"]
+        sums[0] += float((errors * w).sum())
+        sums[1] += float(w.sum())
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        if not self.weight_sum_ > 0:
-            return
-        mae = self.error_sum_ / self.weight_sum_
-        net.history.record("valid_mae", mae)
-        net.history.record("valid_mae_best", bool(mae < self.best_))
-        self.best_ = min(self.best_, mae)
+        for split, (error, weight) in self.sums_.items():
+            if not weight > 0:
+                continue
+            mae = error / weight
+            net.history.record(f"{split}_mae", mae)
+            if split == "valid":
+                net.history.record("valid_mae_best", bool(mae < self.best_))
+                self.best_ = min(self.best_, mae)
 
 
 __all__ = ["EpochLog", "ValidationMAE", "effective_verbose", "inside_meta_estimator",

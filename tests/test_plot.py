@@ -125,7 +125,8 @@ def test_crystal_graph_rejects_unknown_projection():
 @pytest.fixture(scope="module")
 def fitted_regressor(perovskites):
     subset = perovskites.iloc[:40]
-    return CGCNNRegressor(max_epochs=3, **TINY).fit(
+    # without the valid_mae callback: the curves come from the losses
+    return CGCNNRegressor(max_epochs=3, callbacks__valid_mae=None, **TINY).fit(
         subset["structure"].to_numpy(), subset["e_form"].to_numpy())
 
 
@@ -176,7 +177,8 @@ def test_learning_curves_show_a_recorded_target_unit_column(fitted_regressor):
 
 def test_learning_curves_mae_from_l1_loss(perovskites):
     subset = perovskites.iloc[:30]
-    reg = CGCNNRegressor(max_epochs=2, criterion=torch.nn.L1Loss, **TINY).fit(
+    reg = CGCNNRegressor(max_epochs=2, criterion=torch.nn.L1Loss, callbacks__valid_mae=None,
+                         **TINY).fit(
         subset["structure"].to_numpy(), subset["e_form"].to_numpy())
     scale = float(reg.y_scale_[0])
     with _recorded_mae(reg, None):
@@ -231,3 +233,13 @@ def test_plots_without_matplotlib_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install skcgcnn\[plot\]"):
         plot_parity([1.0], [1.0])
+
+
+def test_learning_curves_of_a_default_regressor_are_maes_in_target_units(perovskites):
+    subset = perovskites.iloc[:60]
+    X, y = subset["structure"].to_numpy(), subset["e_form"].to_numpy()
+    reg = CGCNNRegressor(max_epochs=3, **TINY).fit(X, y)
+    ax = plot_learning_curves(reg, unit="eV/cell")
+    assert ax.get_ylabel() == "MAE (eV/cell)"
+    np.testing.assert_allclose(_line(ax, "train").get_ydata(), reg.history_[:, "train_mae"])
+    np.testing.assert_allclose(_line(ax, "validation").get_ydata(), reg.history_[:, "valid_mae"])
