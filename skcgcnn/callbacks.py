@@ -461,7 +461,7 @@ class AnnealOnPlateau(Callback):
             net.history.record("event_lr", _current_lr(net))
             if done:
                 if self.stop and epochs_done < self.offset_ + int(net.max_epochs):
-                    if net.verbose:
+                    if effective_verbose(net):
                         print(f"Stopping: learning rate annealed after {epochs_done} epochs "
                               f"(plateau at epoch {self.anneal_start_}).")
                     raise KeyboardInterrupt
