@@ -147,6 +147,8 @@ class _PersistenceMixin:
         new = type(self)(**new_params)
         if hasattr(self, "_metadata_request"):
             new._metadata_request = copy.deepcopy(self._metadata_request)
+        if hasattr(self, "_sklearn_output_config"):  # set_output, as scikit-learn's clone
+            new._sklearn_output_config = copy.deepcopy(self._sklearn_output_config)
         return new
 
     def __getstate__(self) -> dict[str, Any]:

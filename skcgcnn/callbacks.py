@@ -379,7 +379,7 @@ class AnnealOnPlateau(Callback):
         self.anneal_epochs_: int | None = None
         self.annealed_ = False
         self.batches_per_epoch_: int | None = None
-        self._batch = 0
+        self.batch_in_epoch_ = 0
         rows = list(net.history)
         if rows:
             self.batches_per_epoch_ = _train_batches(rows[-1]) or None
@@ -425,7 +425,7 @@ class AnnealOnPlateau(Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_epoch_begin(self, net: NeuralNet, **kwargs: Any) -> None:
-        self._batch = 0
+        self.batch_in_epoch_ = 0
         epochs_done = len(net.history) - 1  # the new epoch's row is already there
         if epochs_done == self.offset_:
             net.history.record("cycle_start", True)
@@ -443,12 +443,13 @@ class AnnealOnPlateau(Callback):
                        **kwargs: Any) -> None:
         if not training:
             return
-        fraction = self._batch / self.batches_per_epoch_ if self.batches_per_epoch_ else 0.0
+        fraction = (self.batch_in_epoch_ / self.batches_per_epoch_ if self.batches_per_epoch_
+                    else 0.0)
         self._set_lr(net, self._lr_for(len(net.history) - 1, min(fraction, 1.0)))
-        self._batch += 1
+        self.batch_in_epoch_ += 1
 
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        self.batches_per_epoch_ = self._batch or self.batches_per_epoch_
+        self.batches_per_epoch_ = self.batch_in_epoch_ or self.batches_per_epoch_
         epochs_done = len(net.history)
         self._observe(net.history[-1])
         if self.anneal_start_ is not None:
