@@ -234,12 +234,3 @@ def test_plots_without_matplotlib_say_what_to_install(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install skcgcnn\[plot\]"):
         plot_parity([1.0], [1.0])
 
-
-def test_learning_curves_of_a_default_regressor_are_maes_in_target_units(perovskites):
-    subset = perovskites.iloc[:60]
-    X, y = subset["structure"].to_numpy(), subset["e_form"].to_numpy()
-    reg = CGCNNRegressor(max_epochs=3, **TINY).fit(X, y)
-    ax = plot_learning_curves(reg, unit="eV/cell")
-    assert ax.get_ylabel() == "MAE (eV/cell)"
-    np.testing.assert_allclose(_line(ax, "train").get_ydata(), reg.history_[:, "train_mae"])
-    np.testing.assert_allclose(_line(ax, "validation").get_ydata(), reg.history_[:, "valid_mae"])
