@@ -404,7 +404,7 @@ def test_estimators_dtypes(kind, data):
             pred = make(kind).fit(data.graphs, values).predict(data.graphs)
             assert pred.dtype == np.float64
             if dtype == np.float32:
-                np.testing.assert_allclose(pred, reference, rtol=1e-3)  # y rounded to float32
+                np.testing.assert_allclose(pred, reference, rtol=1e-2)  # float32 y, amplified
 
 
 # =========================================================================== sample weights
