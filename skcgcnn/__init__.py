@@ -1,33 +1,49 @@
 """skcgcnn: Crystal Graph Convolutional Neural Networks as scikit-learn estimators.
 
 >>> from skcgcnn import CrystalGraphFeaturizer, CGCNNRegressor, CGCNNClassifier
+
+Public names are imported lazily (PEP 562): ``import skcgcnn`` loads neither torch nor
+pymatgen, so featurization workers and command-line tools start fast; the first use of a
+name imports its module.
 """
 
-from .cache import StructureMemory, content_hash
-from .checkpoints import load_checkpoint, save_checkpoint
-from .elements import UnseenElementWarning
-from .ensemble import CGCNNEnsembleRegressor
-from .estimators import CGCNNClassifier, CGCNNRegressor
-from .featurizer import CrystalGraphFeaturizer, FeaturizationError, StructureConversionWarning
-from .graph import CrystalGraph, GraphConstructionError, SparseNeighborWarning, build_graph
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CGCNNClassifier",
-    "CGCNNEnsembleRegressor",
-    "CGCNNRegressor",
-    "CrystalGraph",
-    "CrystalGraphFeaturizer",
-    "FeaturizationError",
-    "GraphConstructionError",
-    "SparseNeighborWarning",
-    "StructureConversionWarning",
-    "StructureMemory",
-    "UnseenElementWarning",
-    "__version__",
-    "build_graph",
-    "content_hash",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+#: public name -> module (relative to the package) that defines it
+_EXPORTS = {
+    "CGCNNClassifier": "estimators",
+    "CGCNNEnsembleRegressor": "ensemble",
+    "CGCNNRegressor": "estimators",
+    "CrystalGraph": "graph",
+    "CrystalGraphFeaturizer": "featurizer",
+    "FeaturizationError": "featurizer",
+    "GraphConstructionError": "graph",
+    "GraphStore": "store",
+    "SparseNeighborWarning": "graph",
+    "StructureConversionWarning": "featurizer",
+    "StructureMemory": "cache",
+    "UnseenElementWarning": "elements",
+    "build_graph": "graph",
+    "content_hash": "cache",
+    "load_checkpoint": "checkpoints",
+    "save_checkpoint": "checkpoints",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -16,6 +16,8 @@ from matminer.featurizers.base import BaseFeaturizer
 from pymatgen.core import Molecule, Structure
 from sklearn.utils import TransformerTags
 
+from ._warnings import emit as emit_warnings
+from ._warnings import recording
 from .graph import CrystalGraph, _GraphInputs, build_graph
 
 __all__ = ["CrystalGraphFeaturizer", "FeaturizationError", "StructureConversionWarning"]
@@ -175,31 +177,41 @@ def _featurize_chunk(
     positions: Sequence[int],
     ignore_errors: bool,
     return_errors: bool,
-) -> list[list[Any]]:
-    rows = []
+) -> tuple[list[list[Any]], dict]:
+    """Rows of the entries, and the warnings they raised (summarised, see ``_warnings``): a
+    worker process does not forward warnings, so the caller re-emits them."""
+    rows: list[list[Any]] = []
+    summary: dict = {}
     for position, entry in zip(positions, entries):
-        try:
-            row: list[Any]
-            if isinstance(entry, _GraphInputs):  # prepared by _prepared in the parent process
-                row = [entry.build(featurizer.radius, featurizer.max_num_nbr)]
-            else:
-                structure = _as_structure(entry, position, featurizer.radius)
-                row = list(featurizer.featurize(structure))
-            if return_errors:
-                row.append(math.nan)
-        except Exception as exc:
-            if not ignore_errors:
-                if isinstance(exc, FeaturizationError):
-                    raise
-                raise FeaturizationError.at(
-                    position,
-                    f"featurization failed for entry {position}: {type(exc).__name__}: {exc}"
-                ) from exc
-            row = [math.nan]
-            if return_errors:
-                row.append("".join(traceback.format_exception(exc)))
-        rows.append(row)
-    return rows
+        with recording(summary, position):
+            rows.append(_featurize_entry(featurizer, entry, position, ignore_errors,
+                                         return_errors))
+    return rows, summary
+
+
+def _featurize_entry(featurizer: CrystalGraphFeaturizer, entry: Any, position: int,
+                     ignore_errors: bool, return_errors: bool) -> list[Any]:
+    try:
+        row: list[Any]
+        if isinstance(entry, _GraphInputs):  # prepared by _prepared in the parent process
+            row = [entry.build(featurizer.radius, featurizer.max_num_nbr)]
+        else:
+            structure = _as_structure(entry, position, featurizer.radius)
+            row = list(featurizer.featurize(structure))
+        if return_errors:
+            row.append(math.nan)
+    except Exception as exc:
+        if not ignore_errors:
+            if isinstance(exc, FeaturizationError):
+                raise
+            raise FeaturizationError.at(
+                position,
+                f"featurization failed for entry {position}: {type(exc).__name__}: {exc}"
+            ) from exc
+        row = [math.nan]
+        if return_errors:
+            row.append("".join(traceback.format_exception(exc)))
+    return row
 
 
 class CrystalGraphFeaturizer(BaseFeaturizer):
@@ -379,7 +391,10 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         _warn_conversions(entries, positions, self.radius)
         n_jobs = effective_n_jobs(self.n_jobs)
         if n_jobs == 1 or len(entries) < 2 * _MIN_CHUNK:
-            return _featurize_chunk(self, entries, positions, ignore_errors, return_errors)
+            rows, summary = _featurize_chunk(self, entries, positions, ignore_errors,
+                                             return_errors)
+            emit_warnings([summary], stacklevel=3)
+            return rows
         n_chunks = min(4 * n_jobs, max(1, len(entries) // _MIN_CHUNK))
         bounds = np.linspace(0, len(entries), n_chunks + 1).astype(int)
         # Send workers arrays, not Structures (unless featurize is overridden or the parameters
@@ -402,7 +417,8 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
             )
             for a, b in zip(bounds[:-1], bounds[1:])
         )
-        return [row for chunk in chunks for row in chunk]
+        emit_warnings([summary for _, summary in chunks], stacklevel=3)
+        return [row for rows, _ in chunks for row in rows]
 
     def featurize_dataframe(self, df: pd.DataFrame, col_id: Any, *args: Any,
                             **kwargs: Any) -> pd.DataFrame:

@@ -1,0 +1,289 @@
+"""GraphStore: parallel = serial bit for bit, damage detection, disorder, failures, views, inputs."""
+
+from __future__ import annotations
+
+import filecmp
+import io
+import json
+import pickle
+import tarfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+from skcgcnn import CrystalGraphFeaturizer, SparseNeighborWarning, build_graph
+from skcgcnn.batch import collate_graphs
+from skcgcnn.store import FeaturizationWarning, GraphStore, StoreFormatError, featurize_source
+
+
+def _structures(n: int, seed: int = 0) -> list[Structure]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a = 3.0 + rng.random() * 2.5
+        species = [["Na", "Cl"], ["Fe", "Fe"], ["Cs", "Br"], ["Mg", "O"]][i % 4]
+        frac = [[0, 0, 0], [0.5, 0.5, 0.5 + 0.05 * rng.random()]]
+        out.append(Structure(Lattice.cubic(a), species, frac))
+    return out
+
+
+def _cif_tar(path: Path, structures: list[Structure], targets: list[float],
+             broken: tuple[int, ...] = ()) -> Path:
+    """A tar.gz like matbench_mp_gap_cifs: a CSV with a cif_file column, then one CIF each."""
+    rows = ["index,cif_file,gap"]
+    with tarfile.open(path, "w:gz") as tar:
+        for i, (s, y) in enumerate(zip(structures, targets)):
+            text = "data_broken\n_cell_length_a 1\n" if i in broken else str(CifWriter(s))
+            data = text.encode()
+            info = tarfile.TarInfo(f"set/cif/c{i:04d}.cif")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            rows.append(f"id-{i:04d},cif/c{i:04d}.cif,{y}")
+        data = ("\n".join(rows) + "\n").encode()
+        info = tarfile.TarInfo("set/table.csv")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(
+        filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+@pytest.fixture(scope="module")
+def tar_input(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tar")
+    structures = _structures(40)
+    targets = [float(i) / 10 for i in range(40)]
+    return _cif_tar(folder / "set.tar.gz", structures, targets, broken=(7,)), targets
+
+
+@pytest.fixture(scope="module")
+def store(tar_input, tmp_path_factory):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GraphStore.from_structures(tar_input[0], tmp_path_factory.mktemp("s") / "g",
+                                          shard_size=8, n_jobs=1)
+
+
+def test_parallel_write_equals_serial_write_bit_for_bit(tar_input, store, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parallel = GraphStore.from_structures(tar_input[0], tmp_path / "p", shard_size=8,
+                                              n_jobs=2)
+    assert len(parallel) == len(store) == 39
+    assert len(list(store.path.glob("shard-*"))) == 5
+    assert _same_tree(store.path, parallel.path)
+
+
+def test_tar_rows_ids_targets_and_failures(tar_input, store):
+    _, targets = tar_input
+    expected_ids = [f"id-{i:04d}" for i in range(40) if i != 7]
+    assert store.ids.tolist() == expected_ids
+    np.testing.assert_array_equal(store.targets, [t for i, t in enumerate(targets) if i != 7])
+    assert store.target_names == ["gap"]
+    ((failed_id, error),) = store.failures
+    assert failed_id == "id-0007" and error  # the broken CIF, with its error
+    reference = build_graph(_structures(40)[3])
+    assert store[3] == reference
+
+
+def test_failed_rows_warn_with_id_and_are_not_fatal(tmp_path):
+    structures = _structures(3)
+    with pytest.warns(FeaturizationWarning, match="1 rows could not be featurized.*b"):
+        out = GraphStore.from_structures([structures[0], "junk", structures[2]], tmp_path / "g",
+                                         ids=["a", "b", "c"])
+    assert out.ids.tolist() == ["a", "c"]
+    assert out.failures[0][0] == "b" and "expected a pymatgen Structure" in out.failures[0][1]
+
+
+def test_truncated_shard_is_an_error(store, tmp_path):
+    copy = tmp_path / "copy"
+    _copy_tree(store.path, copy)
+    column = copy / "shard-000001" / "distances.npy"
+    column.write_bytes(column.read_bytes()[:-40])
+    for verify in (True, False):
+        damaged = GraphStore(copy, verify=verify)
+        assert len(damaged) == 39  # opening reads the manifest only
+        damaged[0]  # shard 0 is intact
+        with pytest.raises(StoreFormatError, match="shard-000001"):
+            damaged[9]
+
+
+def test_changed_or_foreign_files_are_errors(store, tmp_path):
+    copy = tmp_path / "copy"
+    _copy_tree(store.path, copy)
+    column = copy / "shard-000002" / "distances.npy"
+    values = np.load(column)
+    np.save(column, values + 1.0)  # a valid .npy of the right shape, other content
+    with pytest.raises(StoreFormatError, match="checksum mismatch"):
+        GraphStore(copy)[17]
+    (copy / "shard-000003" / "shard.json").write_text('{"format": "something else"}')
+    with pytest.raises(StoreFormatError, match="not a skcgcnn-graphshard"):
+        GraphStore(copy)[25]
+    with pytest.raises(StoreFormatError, match="not a graph store"):
+        GraphStore(tmp_path)
+    (tmp_path / "graphstore.json").write_text("[1, 2]")
+    with pytest.raises(StoreFormatError, match="not a skcgcnn-graphstore manifest"):
+        GraphStore(tmp_path)
+    manifest = json.loads((copy / "graphstore.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "graphstore.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreFormatError, match="format version 99"):
+        GraphStore(copy)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    import shutil
+
+    shutil.copytree(src, dst)
+
+
+def test_disordered_graphs_round_trip(tmp_path):
+    ordered = _structures(3)
+    alloy = Structure(Lattice.cubic(3.6), [{"Cu": 0.75, "Au": 0.25}, {"Cu": 0.5, "Ni": 0.5}],
+                      [[0, 0, 0], [0.5, 0.5, 0]])
+    three = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.3, "Ni": 0.2}, "O"],
+                      [[0, 0, 0], [0.5, 0.5, 0.5]])
+    structures = [ordered[0], alloy, ordered[1], three, ordered[2]]
+    store = GraphStore.from_structures(structures, tmp_path / "g", shard_size=3)
+    graphs = [build_graph(s) for s in structures]
+    for i, g in enumerate(graphs):
+        assert store[i] == g
+        assert store[i].is_ordered == g.is_ordered
+    assert store[3].atomic_numbers.shape == (2, 3)
+    batch, reference = store.columns(np.array([3, 0, 1, 4])), collate_graphs(
+        [graphs[3], graphs[0], graphs[1], graphs[4]])
+    np.testing.assert_array_equal(batch["species"], reference.atomic_numbers.numpy())
+    np.testing.assert_array_equal(batch["occupancies"], reference.occupancies.numpy())
+    np.testing.assert_array_equal(batch["neighbor_indices"], reference.neighbor_indices.numpy())
+
+
+def test_views_index_columns_and_pickle(store):
+    rows = np.array([30, 2, 17, 2, 9])
+    view = store[rows]
+    assert isinstance(view, GraphStore) and len(view) == 5 and view.shape == (5,)
+    assert view.ids.tolist() == store.ids[rows].tolist()
+    np.testing.assert_array_equal(view.targets, store.targets[rows])
+    subview = view[np.array([4, 0])]
+    assert subview.ids.tolist() == [store.ids[9], store.ids[30]]
+    assert store[5:8].ids.tolist() == store.ids[5:8].tolist()
+    mask = np.zeros(len(store), dtype=bool)
+    mask[[1, 3]] = True
+    assert store[mask].ids.tolist() == store.ids[[1, 3]].tolist()
+    columns = view.columns(np.arange(5))
+    reference = collate_graphs([store[int(r)] for r in rows])
+    np.testing.assert_array_equal(columns["species"], reference.atomic_numbers.numpy())
+    np.testing.assert_array_equal(columns["neighbor_indices"],
+                                  reference.neighbor_indices.numpy())
+    np.testing.assert_array_equal(columns["distances"], reference.distances.numpy())
+    clone = pickle.loads(pickle.dumps(view))
+    assert len(pickle.dumps(view)) < 2000  # a path and rows, not the graphs
+    assert clone.ids.tolist() == view.ids.tolist() and clone[1] == view[1]
+    with pytest.raises(IndexError):
+        store[len(store)]
+
+
+def test_sklearn_splitters_give_views(store):
+    from sklearn.model_selection import KFold, train_test_split
+    from sklearn.utils import _safe_indexing
+
+    train, test = train_test_split(store, random_state=0)
+    assert isinstance(train, GraphStore) and len(train) + len(test) == len(store)
+    part = _safe_indexing(store, np.array([3, 1]))
+    assert isinstance(part, GraphStore) and part.ids.tolist() == store.ids[[3, 1]].tolist()
+    for tr, _ in KFold(3).split(store):
+        assert len(store[tr]) == len(tr)
+
+
+def test_append_adds_shards(tmp_path):
+    first = GraphStore.from_structures(_structures(5), tmp_path / "g", shard_size=4,
+                                       ids=list("abcde"))
+    with pytest.raises(FileExistsError):
+        GraphStore.from_structures(_structures(2), tmp_path / "g")
+    more = first.append(_structures(3, seed=1), ids=list("xyz"), shard_size=4)
+    assert len(more) == 8 and more.ids.tolist() == list("abcdexyz")
+    assert more[6] == build_graph(_structures(3, seed=1)[1])
+    with pytest.raises(ValueError, match="radius"):
+        GraphStore.from_structures(_structures(2), tmp_path / "g", radius=6.0, append=True)
+
+
+def test_interrupted_write_resumes_from_the_shards_on_disk(tmp_path, monkeypatch):
+    structures = _structures(12)
+    full = GraphStore.from_structures(structures, tmp_path / "a", shard_size=4)
+    # an interrupted run left shards 0 and 1 but no manifest
+    partial = tmp_path / "b"
+    _copy_tree(full.path, partial)
+    (partial / "graphstore.json").unlink()
+    import shutil
+
+    shutil.rmtree(partial / "shard-000002")
+    import skcgcnn._shards as shards
+
+    calls = []
+    original = shards._graph_of
+    monkeypatch.setattr(shards, "_graph_of", lambda *a: calls.append(1) or original(*a))
+    resumed = GraphStore.from_structures(structures, partial, shard_size=4)
+    assert len(calls) == 4  # only the missing shard was featurized
+    assert _same_tree(full.path, resumed.path)
+
+
+def test_folder_json_and_memory_inputs_agree(tmp_path):
+    from matminer.utils.io import store_dataframe_as_json
+    import pandas as pd
+
+    structures = _structures(6)
+    y = np.arange(6, dtype=float)
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for i, s in enumerate(structures):
+        CifWriter(s).write_file(folder / f"m{i}.cif")
+    (folder / "id_prop.csv").write_text("".join(f"m{i},{v}\n" for i, v in enumerate(y)))
+    df = pd.DataFrame({"structure": structures, "e": y}, index=[f"m{i}" for i in range(6)])
+    store_dataframe_as_json(df, str(tmp_path / "d.json.gz"), compression="gz", pbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from_folder = GraphStore.from_structures(folder, tmp_path / "s1")
+    from_json = GraphStore.from_structures(tmp_path / "d.json.gz", tmp_path / "s2", target="e")
+    from_frame = GraphStore.from_structures(df, tmp_path / "s3", target="e")
+    for s in (from_folder, from_json, from_frame):
+        assert s.ids.tolist() == [f"m{i}" for i in range(6)]
+        np.testing.assert_array_equal(s.targets, y)
+    np.testing.assert_allclose(from_folder[2].distances, from_frame[2].distances, atol=1e-4)
+    assert from_json[2] == from_frame[2]
+    out = featurize_source(df, target="e", n_jobs=2, shard_size=2)
+    assert out["ids"].tolist() == from_frame.ids.tolist()
+    assert all(a == b for a, b in zip(out["graphs"], from_frame.to_graphs()))
+
+
+def _sparse(n: int) -> list[Structure]:
+    """Structures whose atoms have fewer than 12 neighbours within 8 A (one warning each)."""
+    return [Structure(Lattice.cubic(20.0 + 0.01 * i), ["Xe"], [[0, 0, 0]]) for i in range(n)]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_worker_warnings_reach_the_caller(n_jobs):
+    """Issue 16, case 8: warnings raised in featurizer workers are seen by the parent."""
+    featurizer = CrystalGraphFeaturizer(n_jobs=n_jobs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        featurizer.featurize_many(_sparse(130))
+    sparse = [w for w in caught if issubclass(w.category, SparseNeighborWarning)]
+    assert len(sparse) == 1
+    assert str(sparse[0].message).startswith("130 entries raised this warning (first: entry 0)")
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_store_worker_warnings_reach_the_caller(n_jobs, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GraphStore.from_structures(_sparse(20), tmp_path / "g", shard_size=5, n_jobs=n_jobs)
+    sparse = [w for w in caught if issubclass(w.category, SparseNeighborWarning)]
+    assert len(sparse) == 1 and str(sparse[0].message).startswith("20 rows raised")
