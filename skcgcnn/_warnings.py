@@ -39,6 +39,7 @@ def emit(summaries: Sequence[Summary], stacklevel: int = 3, what: str = "entry")
             entry = merged.setdefault(key, [0, first_id, message])
             entry[0] += count
     for (category, _), (count, first_id, message) in merged.items():
+        plural = "entries" if what == "entry" else f"{what}s"
         text = message if count == 1 else (
-            f"{count} {'entries' if what == 'entry' else what + 's'} raised this warning (first: {what} {first_id}): {message}")
+            f"{count} {plural} raised this warning (first: {what} {first_id}): {message}")
         warnings.warn(text, category, stacklevel=stacklevel)

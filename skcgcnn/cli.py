@@ -11,6 +11,7 @@ A thin layer over the library, for users of the original CGCNN scripts (``predic
     skcgcnn predict band-gap my_cifs/ -o gaps.csv          # a pretrained model, by name
     skcgcnn train my_dataset/ -o model.pth.tar --epochs 300 --n-conv 4
     skcgcnn train my_dataset/ -o tuned.pth.tar --init-from formation-energy-per-atom --freeze
+    skcgcnn featurize mp_gap_cifs.tar.gz -o graphs/ --n-jobs 2   # into a GraphStore
     skcgcnn models                                        # the pretrained models and units
     skcgcnn benchmark ...                                 # see skcgcnn benchmark --help
 
@@ -270,6 +271,31 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_featurize(args: argparse.Namespace) -> int:
+    import time
+
+    from .store import GraphStore
+
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = GraphStore.from_structures(
+            args.input, args.output, radius=args.radius, max_num_nbr=args.max_num_nbr,
+            target=args.target, n_jobs=args.n_jobs, shard_size=args.shard_size,
+            append=args.append)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"{len(store)} graphs in {store.path} ({len(store.failures)} rows failed) in "
+          f"{seconds:.0f} s", file=sys.stderr)
+    for id_, error in store.failures[:20]:
+        print(f"failed: {id_}: {error}", file=sys.stderr)
+    if len(store.failures) > 20:
+        print(f"... and {len(store.failures) - 20} more (GraphStore(path).failures)",
+              file=sys.stderr)
+    return 0
+
+
 def _cmd_benchmark(argv: Sequence[str]) -> int:
     if importlib.util.find_spec("skcgcnn.benchmark") is None:
         print("skcgcnn: error: the benchmark command is not available in this installation "
@@ -369,6 +395,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
     train.set_defaults(handler=_cmd_train)
 
+    featurize = commands.add_parser(
+        "featurize", help="featurize crystals once into an on-disk graph store",
+        description="Build the crystal graphs of INPUT into a GraphStore folder (sharded "
+        "columns of .npy files, memory-mapped when read), in parallel: each task reads its "
+        "own part of INPUT. Rows that fail are listed, not fatal. Rerunning an interrupted "
+        "command resumes it. Use the store as X in fit/predict/GridSearchCV.")
+    featurize.add_argument("input", metavar="INPUT",
+                           help="CIF folder (with id_prop.csv or just *.cif), .tar/.tar.gz of "
+                           "CIFs (targets from the CSV inside), or matminer .json(.gz)")
+    featurize.add_argument("-o", "--output", required=True, help="store folder")
+    featurize.add_argument("--target", action="append", default=None,
+                           help="target column of a matminer JSON (repeat for several)")
+    featurize.add_argument("--n-jobs", type=int, default=-1,
+                           help="parallel tasks (%(default)s: all cores)")
+    featurize.add_argument("--shard-size", type=int, default=2048,
+                           help="rows per shard / task (%(default)s)")
+    featurize.add_argument("--radius", type=float, default=8.0, help="A (%(default)s)")
+    featurize.add_argument("--max-num-nbr", type=int, default=12, help="(%(default)s)")
+    featurize.add_argument("--append", action="store_true",
+                           help="add shards to an existing store")
+    featurize.set_defaults(handler=_cmd_featurize)
+
     models = commands.add_parser("models", help="list the pretrained models and their units")
     models.set_defaults(handler=_cmd_models)
 
@@ -410,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*fractional coordinates rounded.*")
             return args.handler(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            ImportError) as exc:
         print(f"skcgcnn {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""GraphStore: parallel = serial bit for bit, damage detection, disorder, failures, views, inputs."""
+"""GraphStore: parallel = serial bit for bit, damage, disorder, failures, views, inputs, CLI."""
 
 from __future__ import annotations
 
@@ -236,8 +236,8 @@ def test_interrupted_write_resumes_from_the_shards_on_disk(tmp_path, monkeypatch
 
 
 def test_folder_json_and_memory_inputs_agree(tmp_path):
-    from matminer.utils.io import store_dataframe_as_json
     import pandas as pd
+    from matminer.utils.io import store_dataframe_as_json
 
     structures = _structures(6)
     y = np.arange(6, dtype=float)
@@ -287,3 +287,16 @@ def test_store_worker_warnings_reach_the_caller(n_jobs, tmp_path):
         GraphStore.from_structures(_sparse(20), tmp_path / "g", shard_size=5, n_jobs=n_jobs)
     sparse = [w for w in caught if issubclass(w.category, SparseNeighborWarning)]
     assert len(sparse) == 1 and str(sparse[0].message).startswith("20 rows raised")
+
+
+def test_cli_featurize(tar_input, tmp_path, capsys):
+    from skcgcnn.cli import main
+
+    out = tmp_path / "graphs"
+    assert main(["featurize", str(tar_input[0]), "-o", str(out), "--n-jobs", "1",
+                 "--shard-size", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "39 graphs" in err and "failed: id-0007" in err
+    assert len(GraphStore(out)) == 39
+    assert main(["featurize", str(tar_input[0]), "-o", str(out)]) == 1  # exists: no overwrite
+    assert "already holds a graph store" in capsys.readouterr().err
