@@ -375,6 +375,26 @@ class GraphStore:
             bounds[1, sel] = offsets[local[sel] + 1]
         return shard, local, bounds
 
+    def unique_species(self) -> np.ndarray:
+        """Sorted atomic numbers present in this store (or view); 0 (an empty species slot of
+        a disordered site) excluded."""
+        rows = self.rows
+        shard = np.searchsorted(self._starts, rows, side="right") - 1
+        found = []
+        for k in np.unique(shard):
+            cols = self._shard(int(k))
+            local = rows[shard == k] - self._starts[k]
+            if len(local) == len(cols["ids"]):  # the whole shard
+                species = cols["species"]
+            else:
+                a, b = cols["offsets"][local], cols["offsets"][local + 1]
+                within = np.arange(int((b - a).sum())) - np.repeat(np.cumsum(b - a) - (b - a),
+                                                                     b - a)
+                species = cols["species"][np.repeat(a, b - a) + within]
+            found.append(np.unique(np.asarray(species)))
+        values = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int16)
+        return values[values > 0]
+
     # ---- indexing -------------------------------------------------------------------------
     def _view(self, rows: np.ndarray) -> GraphStore:
         view = object.__new__(GraphStore)
