@@ -6,7 +6,7 @@ Usage (from the repository root, after ``benchmarks/mp_gap_store.py``)::
 
 Streams every training row of official matbench_mp_gap fold 0 (84,890 structures; or the first
 ``--rows`` rows of a partial store) through the training data path: a shuffled torch DataLoader
-over :class:`~skcgcnn._store_data.StoreDataset`, batches of 64 collated from the store's
+over :class:`~skcgcnn.batch.StoreDataset`, batches of 64 collated from the store's
 memory-mapped columns. The default CGCNN network (``CGCNN`` with the built-in element table,
 AdamW, MSE) takes a training step on the first ``--steps`` batches; the remaining batches are
 collated only (a full training epoch on the shared 2-core machine takes hours). The resident
@@ -28,7 +28,7 @@ import psutil
 import torch
 from torch.utils.data import DataLoader
 
-from skcgcnn._store_data import StoreDataset, collate_store
+from skcgcnn.batch import StoreDataset, collate_store
 from skcgcnn.elements import resolve_atom_features
 from skcgcnn.model import CGCNN
 from skcgcnn.store import GraphStore

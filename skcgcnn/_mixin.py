@@ -63,10 +63,11 @@ from ._runtime import (
 )
 from ._seen import seen_elements, warn_unseen
 from ._validation import _entries, _is_missing, _labels, _seed_from, _where
-from .batch import GraphBatch, GraphDataset, collate
+from .batch import GraphBatch, collate, graph_dataset
 from .callbacks import AnnealOnPlateau, EarlyStoppingIfValidated, StopOnNonFiniteLoss
 from .featurizer import CrystalGraphFeaturizer, _is_structure_like
 from .graph import CrystalGraph
+from .store import GraphStore
 
 #: Validation fraction of the default ``train_split="auto"``.
 VALID_FRACTION = 0.1
@@ -154,8 +155,12 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
         """Validate X and featurize its Structures.
 
         Returns the graphs (object array, ``nan`` where featurization failed with
-        ``ignore_errors``) and a boolean mask of the samples that have a graph.
+        ``ignore_errors``; a :class:`~skcgcnn.store.GraphStore` as it is, never featurized
+        again) and a boolean mask of the samples that have a graph.
         """
+        if isinstance(X, GraphStore):
+            self._check_store(X, fitting)
+            return X, np.ones(len(X), dtype=bool)
         entries = _entries(X)
         labels = _labels(X, len(entries))
         graphs = np.empty(len(entries), dtype=object)
@@ -191,6 +196,41 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
             raise ValueError("no sample of X could be featurized")
         self._check_graphs(graphs[valid], np.flatnonzero(valid), fitting, labels)
         return graphs, valid
+
+    def _check_store(self, store: GraphStore, fitting: bool) -> None:
+        """:meth:`_check_graphs` for a store: its settings, and its elements all at once."""
+        from types import SimpleNamespace
+
+        settings = (store.radius, store.max_num_nbr)
+        present = store.unique_species()
+        if fitting:
+            self.featurizer_ = self._make_featurizer()
+            self._fit_settings(settings, [SimpleNamespace(atomic_numbers=present)])
+        elif settings != (self.graph_radius_, self.max_num_nbr_):
+            raise ValueError(
+                f"the model was fitted on graphs with radius={self.graph_radius_:g} and "
+                f"max_num_nbr={self.max_num_nbr_}; the store has radius={settings[0]:g}, "
+                f"max_num_nbr={settings[1]}")
+        usable = np.isfinite(self.atom_features_).all(axis=1)
+        bad = [int(z) for z in present if z >= len(usable) or not usable[z]]
+        if bad:
+            raise ValueError(f"the store contains elements with Z={bad}, which have no row in "
+                             "the atom feature table (atom_features)")
+        seen = getattr(self, "seen_elements_", None)
+        if not fitting and seen is not None and len(seen_elements([], list(seen))) < len(
+                seen_elements([SimpleNamespace(atomic_numbers=present)], list(seen))):
+            warn_unseen(seen, store, len(store))  # per graph, only when some are unseen
+
+    def _fit_settings(self, settings: tuple[float, int], graphs: Any) -> None:
+        """Graph settings, element table and seen elements of a fit on ``graphs``."""
+        self.graph_radius_, self.max_num_nbr_ = settings
+        source = getattr(self, "_init_source", None)
+        warm = getattr(self, "_fitting_warm", False)
+        if not (warm and hasattr(self, "atom_features_")):
+            self.atom_features_ = element_table(self.atom_features, source)
+        before = (getattr(self, "seen_elements_", None) if warm
+                  else None if source is None else source.seen_elements)
+        self.seen_elements_ = seen_elements(graphs, before)
 
     def _check_graphs(self, graphs: np.ndarray, positions: np.ndarray, fitting: bool,
                       labels: list | None = None) -> None:
@@ -320,7 +360,7 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
     def get_dataset(self, X: Any, y: Any = None) -> Dataset:
         if isinstance(X, Dataset):
             return X
-        return GraphDataset(X, y)
+        return graph_dataset(X, y)
 
     def _device(self) -> Any:
         """The concrete device: ``device``, or what ``"auto"`` resolved to at fit."""
@@ -476,7 +516,7 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
         estimator's device; the outputs come back as a CPU array. Nothing of the estimator
         changes, so predictions from several threads at once are safe (a module that someone
         put in training mode is put back in eval mode, as skorch's ``predict`` does)."""
-        loader = self.get_iterator(GraphDataset(graphs), training=False)
+        loader = self.get_iterator(graph_dataset(graphs), training=False)
         device = self._device()
         module = self.module_
         if module.training:

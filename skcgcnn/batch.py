@@ -6,6 +6,11 @@ to, so pooling is one vectorised scatter. It also says explicitly which neighbou
 (``neighbor_mask``, from each graph's own radius) and carries the graphs' radius, which the model
 checks against its own settings. :class:`GraphDataset` holds graphs with their targets (and sample
 weights) for skorch's data loaders, and :func:`collate` is their ``collate_fn``.
+
+For a :class:`~skcgcnn.store.GraphStore`, :class:`StoreDataset` hands the data loader row
+numbers, a whole batch at a time (``__getitems__``), and :func:`collate_store` gathers the batch
+from the store's memory-mapped columns with vectorised numpy: no per-graph Python objects on the
+training path, and the same tensors as :func:`collate_graphs` gives for the same graphs.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .graph import CrystalGraph, padding_mask
+from .store import GraphStore
 
-__all__ = ["GraphBatch", "GraphDataset", "collate", "collate_graphs"]
+__all__ = ["GraphBatch", "GraphDataset", "StoreDataset", "collate", "collate_graphs",
+           "collate_store", "graph_dataset"]
 
 
 @dataclass
@@ -209,6 +216,8 @@ def collate(samples: Sequence) -> tuple[GraphBatch, Any]:
     >>> len(batch), y.tolist()
     (2, [1.0, 2.0])
     """
+    if isinstance(samples, StoreSamples):  # a batch of a StoreDataset: from the columns
+        return collate_store(samples)
     graphs = [sample[0] for sample in samples]
     targets = [sample[1] for sample in samples]
     batch = collate_graphs(graphs)
@@ -261,3 +270,106 @@ class GraphDataset(Dataset):
         if self.sample_weight is not None:
             target = (target, self.sample_weight[i])
         return self.graphs[i], target
+
+
+# --------------------------------------------------------------------------- graph stores
+class StoreSamples(list):
+    """What :meth:`StoreDataset.__getitems__` returns: the samples of one batch (a list of
+    ``(row, target)`` pairs, as a DataLoader expects), plus the store they come from."""
+
+    def __init__(self, store: GraphStore, positions: np.ndarray, targets: Any) -> None:
+        super().__init__(zip(positions.tolist(), [None] * len(positions) if targets is None
+                             else list(targets)))
+        self.store, self.positions, self.targets = store, positions, targets
+
+
+class StoreDataset(Dataset):
+    """A torch ``Dataset`` over a graph store (or a view of one) and optional targets.
+
+    Parameters
+    ----------
+    store : GraphStore
+    y : array-like of shape (n_samples, ...), optional
+    sample_weight : array-like of shape (n_samples,), optional
+        Per-sample loss weights; each item's target is then the pair ``(y[i], w[i])``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pymatgen.core import Lattice, Structure
+    >>> fe = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> from skcgcnn.store import GraphStore
+    >>> store = GraphStore.from_structures([fe, fe, fe], tempfile.mkdtemp() + "/g")
+    >>> ds = StoreDataset(store, [1.0, 2.0, 3.0])
+    >>> batch, y = collate_store(ds.__getitems__([2, 0]))
+    >>> len(batch), batch.n_atoms, y.tolist()
+    (2, 4, [3.0, 1.0])
+    """
+
+    def __init__(self, store: GraphStore, y: Any = None, sample_weight: Any = None) -> None:
+        self.store = store
+        self.y = y
+        self.sample_weight = sample_weight
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def _targets(self, index: Any) -> Any:
+        if self.y is None:
+            return None
+        y = np.asarray(self.y)[index]
+        if self.sample_weight is None:
+            return y
+        return [(t, w) for t, w in zip(y, np.asarray(self.sample_weight)[index])]
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        targets = self._targets([i])
+        return self.store[int(i)], None if targets is None else targets[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> StoreSamples:
+        positions = np.asarray(indices, dtype=np.int64)
+        return StoreSamples(self.store, positions, self._targets(positions))
+
+
+def batch_from_columns(columns: dict[str, np.ndarray], radius: float) -> GraphBatch:
+    """A :class:`GraphBatch` from the output of :meth:`GraphStore.columns` (graphs built with
+    ``radius``), equal to what :func:`collate_graphs` makes of the same graphs."""
+    sizes = columns["sizes"]
+    occupancies = columns.get("occupancies")
+    return GraphBatch(
+        atomic_numbers=torch.from_numpy(columns["species"]),
+        neighbor_indices=torch.from_numpy(columns["neighbor_indices"]),
+        distances=torch.from_numpy(columns["distances"]),
+        neighbor_mask=torch.from_numpy(padding_mask(columns["distances"], radius)),
+        crystal_index=torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes)),
+        n_crystals=len(sizes),
+        radius=float(radius),
+        occupancies=None if occupancies is None else torch.from_numpy(occupancies),
+    )
+
+
+def collate_store(samples: StoreSamples) -> tuple[GraphBatch, Any]:
+    """Collate a batch of store rows into ``(GraphBatch, targets)`` from the store's columns
+    (:func:`collate` calls it for the samples of a :class:`StoreDataset`).
+
+    Targets are stacked as :func:`collate` does; ``(y, w)`` pairs become a pair of tensors
+    (targets, weights).
+    """
+    store = samples.store
+    batch = batch_from_columns(store.columns(samples.positions), store.radius)
+    targets = samples.targets
+    if targets is None:
+        return batch, None
+    if isinstance(targets, list):  # (y, w) pairs
+        y = torch.as_tensor(np.stack([t for t, _ in targets]))
+        w = torch.as_tensor(np.array([w for _, w in targets], dtype=np.float32))
+        return batch, (y, w)
+    return batch, torch.as_tensor(np.asarray(targets))
+
+
+def graph_dataset(graphs: Any, y: Any = None, sample_weight: Any = None) -> Dataset:
+    """A :class:`StoreDataset` for a :class:`~skcgcnn.store.GraphStore` (or view), else a
+    :class:`GraphDataset`."""
+    if isinstance(graphs, GraphStore):
+        return StoreDataset(graphs, y, sample_weight)
+    return GraphDataset(graphs, y, sample_weight)

@@ -29,7 +29,7 @@ from skorch.callbacks import Callback, EpochScoring
 from ._mixin import VALID_FRACTION, _CGCNNMixin
 from ._output import document_skorch_defaults
 from ._validation import _check_sample_weight
-from .batch import GraphDataset
+from .batch import GraphDataset, graph_dataset
 from .featurizer import CrystalGraphFeaturizer
 from .model import CGCNN
 
@@ -247,7 +247,8 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         scaled = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
         if weight is None:
             return graphs, scaled
-        return GraphDataset(graphs, scaled, (weight / weight.mean()).astype(np.float32)), scaled
+        weights = (weight / weight.mean()).astype(np.float32)
+        return graph_dataset(graphs, scaled, weights), scaled
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict targets in the units of y.
