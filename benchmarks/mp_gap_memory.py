@@ -37,6 +37,32 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "datasets"
 
 
+def partial_store(source: Path, folder: Path) -> Path:
+    """A store over the consecutive finished shards of a store still being written (no
+    manifest yet): symbolic links to those shards plus a manifest built from their shard.json."""
+    from skcgcnn._shards import FORMAT_VERSION, STORE_FORMAT, read_shard_info
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shards, failures, k = [], [], 0
+    while (info := read_shard_info(source / f"shard-{k:06d}", missing_ok=True)) is not None:
+        name = f"shard-{k:06d}"
+        if not (folder / name).exists():
+            (folder / name).symlink_to(source / name)
+        shards.append({"name": name, "n_graphs": info["n_graphs"], "n_atoms": info["n_atoms"],
+                       "sha256": info["sha256"]})
+        failures += info["failures"]
+        k += 1
+    manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION,
+                "radius": info_radius(source), "max_num_nbr": 12, "target_names": ["gap pbe"],
+                "shards": shards, "failures": failures}
+    (folder / "graphstore.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+    return folder
+
+
+def info_radius(source: Path) -> float:
+    return float(json.loads((source / "shard-000000" / "shard.json").read_text())["radius"])
+
+
 def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
@@ -47,7 +73,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rows", type=int, default=None, help="first N rows, not fold 0")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--partial", default=None,
+                        help="folder for a store over the finished shards of --store")
     args = parser.parse_args()
+    if args.partial:
+        args.store = str(partial_store(Path(args.store), Path(args.partial)))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     lines = [f"rss after imports: {rss_mb():.0f} MB"]
