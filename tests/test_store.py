@@ -300,3 +300,24 @@ def test_cli_featurize(tar_input, tmp_path, capsys):
     assert len(GraphStore(out)) == 39
     assert main(["featurize", str(tar_input[0]), "-o", str(out)]) == 1  # exists: no overwrite
     assert "already holds a graph store" in capsys.readouterr().err
+
+
+def test_collate_store_equals_collate_graphs_padding_included(tmp_path):
+    """The store's batches carry the same tensors as collated graphs, the padding mask too."""
+    import torch
+
+    from skcgcnn.batch import StoreDataset, collate_graphs, collate_store
+
+    structures = _sparse(3) + _structures(4)
+    store = GraphStore.from_structures(structures, tmp_path / "g", target=np.arange(7.0),
+                                       shard_size=3)
+    rows = [5, 0, 3, 1]
+    batch, y = collate_store(StoreDataset(store, store.targets).__getitems__(rows))
+    reference = collate_graphs([build_graph(structures[r], warn=False) for r in rows])
+    for name in ("atomic_numbers", "neighbor_indices", "distances", "neighbor_mask",
+                 "crystal_index"):
+        a, b = getattr(batch, name), getattr(reference, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert not batch.neighbor_mask.all()  # the Xe atoms are padded
+    assert (batch.n_crystals, batch.radius) == (reference.n_crystals, reference.radius)
+    assert y.tolist() == [5.0, 0.0, 3.0, 1.0]
