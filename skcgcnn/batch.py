@@ -336,6 +336,8 @@ def batch_from_columns(columns: dict[str, np.ndarray], radius: float) -> GraphBa
     ``radius``), equal to what :func:`collate_graphs` makes of the same graphs."""
     sizes = columns["sizes"]
     occupancies = columns.get("occupancies")
+    distances = columns["distances"]
+    values, inverse = np.unique(distances, return_inverse=True)  # as collate_graphs
     return GraphBatch(
         atomic_numbers=torch.from_numpy(columns["species"]),
         neighbor_indices=torch.from_numpy(columns["neighbor_indices"]),
@@ -345,6 +347,8 @@ def batch_from_columns(columns: dict[str, np.ndarray], radius: float) -> GraphBa
         n_crystals=len(sizes),
         radius=float(radius),
         occupancies=None if occupancies is None else torch.from_numpy(occupancies),
+        distance_values=torch.from_numpy(values),
+        distance_index=torch.from_numpy(inverse.reshape(distances.shape).astype(np.int64)),
     )
 
 
