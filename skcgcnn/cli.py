@@ -45,21 +45,16 @@ def _is_pickle(path: str | Path) -> bool:
 # ----------------------------------------------------------------------------- reading data
 def _read_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Path | None]:
     """ids, structures, targets (None without id_prop.csv) and atom_init.json path of a folder."""
-    from .datasets import read_cif_folder
+    from .datasets import _read_cif, read_cif_folder
 
     root = Path(folder)
     if root.is_dir() and not (root / "id_prop.csv").is_file():  # prediction on bare CIFs
-        from pymatgen.core import Structure
-
         paths = sorted(root.glob("*.cif"))
         if not paths:
             raise ValueError(f"'{root}' has neither id_prop.csv nor .cif files")
         structures = np.empty(len(paths), dtype=object)
         for k, path in enumerate(paths):
-            try:
-                structures[k] = Structure.from_file(path)
-            except Exception as exc:  # pymatgen raises many types for bad CIFs
-                raise ValueError(f"could not read CIF '{path}': {exc}") from exc
+            structures[k] = _read_cif(path)
         atom_init = root / "atom_init.json"
         return (np.array([p.stem for p in paths], dtype=object), structures, None,
                 atom_init if atom_init.is_file() else None)
@@ -308,7 +303,7 @@ def _cmd_benchmark(argv: Sequence[str]) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="skcgcnn",

@@ -137,7 +137,7 @@ def load_matbench(path: PathLike, target: str | Sequence[str] | None = None) -> 
     except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"Could not read {str(path)!r} as DataFrame JSON: {exc}") from exc
     if not isinstance(df, pd.DataFrame):  # bad file content, not a bad argument type
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"{str(path)!r} is JSON but not a matminer DataFrame (expected the keys "
             f"'index', 'columns' and 'data' as written by store_dataframe_as_json)."
         )
@@ -287,7 +287,7 @@ def matbench_folds(
     except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"Could not read {str(path)!r} as JSON: {exc}") from exc
     if not isinstance(content, dict) or not isinstance(content.get("splits"), dict):
-        raise ValueError(  # noqa: TRY004 (bad file content, not a bad argument type)
+        raise ValueError(  # bad file content, not a bad argument type
             f"{str(path)!r} is not a Matbench folds file: expected a JSON object with a "
             f"'splits' mapping of task -> fold -> {{'train', 'test'}}."
         )

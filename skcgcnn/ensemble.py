@@ -10,14 +10,15 @@ CGCNN-type models.
 
 from __future__ import annotations
 
-import numbers
 import warnings
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .elements import UnseenElementWarning
@@ -73,6 +74,13 @@ class CGCNNEnsembleRegressor(RegressorMixin, BaseEstimator):
     ((6,), (6,), True)
     """
 
+    _parameter_constraints: dict = {
+        "estimator": [CGCNNRegressor, None],
+        "n_estimators": [Interval(Integral, 2, None, closed="left")],  # a spread needs two
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
+
     def __init__(
         self,
         estimator: CGCNNRegressor | None = None,
@@ -99,18 +107,12 @@ class CGCNNEnsembleRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        if not isinstance(self.n_estimators, numbers.Integral) or self.n_estimators < 2:
-            raise ValueError(
-                f"n_estimators must be an int >= 2 (a spread needs two members), got "
-                f"{self.n_estimators!r}"
-            )
+        self._validate_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         base = CGCNNRegressor() if self.estimator is None else self.estimator
-        if not isinstance(base, CGCNNRegressor):
-            raise TypeError(f"estimator must be a CGCNNRegressor, got {type(base).__name__}")
         graphs, _ = clone(base)._to_graphs(X, fitting=True)  # NaN where featurization failed
         rng = check_random_state(self.random_state)
         self.seeds_ = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from sklearn.exceptions import DataConversionWarning
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target
 from skorch import NeuralNetClassifier, NeuralNetRegressor
@@ -28,7 +29,7 @@ from skorch.callbacks import Callback, EpochScoring
 
 from ._mixin import VALID_FRACTION, _CGCNNMixin
 from ._output import document_skorch_defaults
-from ._validation import _check_sample_weight
+from ._validation import _check_all_featurized, _sample_weights
 from .batch import GraphDataset, graph_dataset
 from .featurizer import CrystalGraphFeaturizer
 from .model import CGCNN
@@ -223,8 +224,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         -------
         self
         """
-        warm = self.warm_start and getattr(self, "initialized_", False)
-        return self._fit(X, y, warm=warm, sample_weight=sample_weight, **fit_params)
+        return self._fit(X, y, warm=self._warm_start(), sample_weight=sample_weight, **fit_params)
 
     def _training_data(
         self, graphs: np.ndarray, y: np.ndarray, valid: np.ndarray, warm: bool, fit_params: dict
@@ -235,8 +235,8 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         sample_weight = fit_params.pop("sample_weight", None)
         weight = None
         if sample_weight is not None:
-            weight = _check_sample_weight(sample_weight, len(valid))[valid]
-            weight = _check_sample_weight(weight, len(weight))  # not all zero once NaN rows left
+            weight = _sample_weights(sample_weight, len(valid))[valid]
+            weight = _sample_weights(weight, len(weight))  # not all zero once NaN rows left
         if not warm:
             self.y_ndim_ = y.ndim
             y2 = y.reshape(len(y), -1)
@@ -267,13 +267,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         from sklearn.metrics import r2_score
 
         predicted = self.predict(X)
-        missing = np.isnan(predicted.reshape(len(predicted), -1)).any(axis=1)
-        if missing.any():
-            raise ValueError(
-                f"{int(missing.sum())} samples could not be featurized (first: "
-                f"X[{int(np.flatnonzero(missing)[0])}]) and have NaN predictions; drop them "
-                "before scoring"
-            )
+        _check_all_featurized(predicted, "have NaN predictions; drop them before scoring")
         return float(r2_score(y, predicted, sample_weight=sample_weight))
 
     @property
@@ -338,6 +332,11 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     """
 
     _is_classification = True
+    _parameter_constraints: dict = {
+        **_CGCNNMixin._parameter_constraints,
+        "classes": ["array-like", None],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Callback | None]]:
@@ -498,8 +497,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
         -------
         self
         """
-        warm = self.warm_start and getattr(self, "initialized_", False)
-        return self._fit(X, y, warm=warm, **fit_params)
+        return self._fit(X, y, warm=self._warm_start(), **fit_params)
 
     def _fit(self, X: Any, y: Any, warm: bool, **fit_params: Any) -> CGCNNClassifier:
         if fit_params.pop("sample_weight", None) is not None:
@@ -555,11 +553,6 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class label for each sample."""
         proba = self.predict_proba(X)
-        missing = np.isnan(proba).any(axis=1)
-        if missing.any():
-            raise ValueError(
-                f"{int(missing.sum())} samples could not be featurized (first: "
-                f"X[{int(np.flatnonzero(missing)[0])}]) and have no class; use predict_proba, "
-                "which gives NaN rows for them, or drop them"
-            )
+        _check_all_featurized(proba, "have no class; use predict_proba, which gives NaN rows "
+                                     "for them, or drop them")
         return self.classes_[proba.argmax(axis=1)]

@@ -7,6 +7,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from matminer.featurizers.base import BaseFeaturizer
 from pymatgen.core import Molecule, Structure
 from sklearn.utils import TransformerTags
+from sklearn.utils._param_validation import Interval
+from tqdm.auto import tqdm
 
 from ._warnings import emit as emit_warnings
 from ._warnings import recording
@@ -105,12 +108,19 @@ def _boxed(molecule: Molecule, radius: float) -> Structure:
     return molecule.get_boxed_structure(a, b, c, reorder=False)
 
 
+def _unwrap_row(entry: Any) -> Any:
+    """The sample of a one-element row (matminer passes ``[structure]``, a one-column frame
+    ``array([structure])``); anything else as given."""
+    if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
+        return entry[0]
+    return entry
+
+
 def _as_structure(entry: Any, position: int, radius: float = 8.0) -> Structure:
     """Unwrap matminer's one-element rows and convert or check the type, naming the entry on
     failure. A ``Molecule`` (or an ASE ``Atoms`` without periodic boundaries) is boxed in
     vacuum; a periodic ASE ``Atoms`` is converted with pymatgen's ``AseAtomsAdaptor``."""
-    if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
-        entry = entry[0]
+    entry = _unwrap_row(entry)
     if isinstance(entry, Structure):
         return entry
     if isinstance(entry, Molecule):
@@ -139,8 +149,7 @@ def _warn_conversions(entries: Sequence[Any], positions: Sequence[int], radius: 
     """One warning (in the calling process) for all entries that will be boxed in vacuum."""
     boxed = []
     for position, entry in zip(positions, entries):
-        if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
-            entry = entry[0]
+        entry = _unwrap_row(entry)
         if isinstance(entry, Molecule) or (_is_ase_atoms(entry) and not any(entry.pbc)):
             boxed.append(position)
     if boxed:
@@ -253,6 +262,14 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
     CrystalGraph(n_atoms=2, max_num_nbr=12, radius=8)
     """
 
+    #: Checked by :meth:`featurize_many` (and so by ``transform`` and the estimators).
+    _parameter_constraints: dict = {
+        "radius": [Interval(Real, 0, None, closed="neither")],
+        "max_num_nbr": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "ignore_errors": ["boolean"],
+    }
+
     def __init__(
         self,
         radius: float = 8.0,
@@ -343,8 +360,8 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         return_errors : bool, default=False
             Append the error traceback (or NaN) to each row; needs ``ignore_errors=True``.
         pbar : bool, default=False
-            Accepted for matminer compatibility; featurization is fast enough that no progress
-            bar is drawn.
+            Draw a tqdm progress bar (over the entries, or over the chunks of a parallel run),
+            as matminer does.
         positions : sequence of int, optional
             The entries' positions in the caller's data, used in error messages (default:
             0, 1, 2...).
@@ -363,6 +380,7 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
             When an entry is not a Structure or its graph cannot be built (``ignore_errors`` is
             False); the message names the entry's position and the reason.
         """
+        self._validate_params()
         if return_errors and not ignore_errors:
             raise ValueError("return_errors=True requires ignore_errors=True")
         if _is_structure_like(entries) or isinstance(entries, CrystalGraph):
@@ -379,7 +397,7 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
             return []
         positions = list(range(len(entries)) if positions is None else positions)
         try:
-            return self._featurize_many(entries, positions, ignore_errors, return_errors)
+            return self._featurize_many(entries, positions, ignore_errors, return_errors, pbar)
         except FeaturizationError as error:
             if labels is None or error.position is None:
                 raise
@@ -387,27 +405,22 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
             raise error.with_label(label) from error.__cause__
 
     def _featurize_many(self, entries: list[Any], positions: list[int], ignore_errors: bool,
-                        return_errors: bool) -> list[list[Any]]:
+                        return_errors: bool, pbar: bool) -> list[list[Any]]:
         _warn_conversions(entries, positions, self.radius)
         n_jobs = effective_n_jobs(self.n_jobs)
         if n_jobs == 1 or len(entries) < 2 * _MIN_CHUNK:
-            rows, summary = _featurize_chunk(self, entries, positions, ignore_errors,
+            # the bar follows positions, which _featurize_chunk's zip reads to the end
+            progress = tqdm(positions, desc=type(self).__name__, disable=not pbar)
+            rows, summary = _featurize_chunk(self, entries, progress, ignore_errors,
                                              return_errors)
             emit_warnings([summary], stacklevel=3)
             return rows
         n_chunks = min(4 * n_jobs, max(1, len(entries) // _MIN_CHUNK))
         bounds = np.linspace(0, len(entries), n_chunks + 1).astype(int)
-        # Send workers arrays, not Structures (unless featurize is overridden or the parameters
-        # are invalid, so that build_graph raises): pickling dominates otherwise.
-        try:
-            prepare = (
-                type(self).featurize is CrystalGraphFeaturizer.featurize
-                and self.radius > 0
-                and self.max_num_nbr >= 1
-            )
-        except TypeError:
-            prepare = False
-        chunks = Parallel(n_jobs=self.n_jobs)(
+        # Send workers arrays, not Structures (unless featurize is overridden): pickling
+        # dominates otherwise.
+        prepare = type(self).featurize is CrystalGraphFeaturizer.featurize
+        chunks = Parallel(n_jobs=self.n_jobs, return_as="generator")(
             delayed(_featurize_chunk)(
                 self,
                 _prepared(self, entries[a:b], positions[a:b]) if prepare else entries[a:b],
@@ -417,6 +430,7 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
             )
             for a, b in zip(bounds[:-1], bounds[1:])
         )
+        chunks = list(tqdm(chunks, total=n_chunks, desc=type(self).__name__, disable=not pbar))
         emit_warnings([summary for _, summary in chunks], stacklevel=3)
         return [row for rows, _ in chunks for row in rows]
 
@@ -450,7 +464,7 @@ class CrystalGraphFeaturizer(BaseFeaturizer):
         out[:] = [row[0] for row in rows]
         return out
 
-    def __sklearn_tags__(self):  # noqa: D105
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.requires_fit = False

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from pymatgen.core import DummySpecies, Element, Lattice, Species, Structure
 
+from .elements import MAX_ATOMIC_NUMBER
+
 __all__ = [
     "CrystalGraph",
     "GraphConstructionError",
@@ -48,7 +50,6 @@ _ARRAY_DTYPES = {
 
 #: Two distinct sites closer than this (in Angstrom) overlap: the structure is broken.
 OVERLAP_TOLERANCE = 1e-3
-MAX_ATOMIC_NUMBER = 100
 
 
 class GraphConstructionError(ValueError):

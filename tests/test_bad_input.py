@@ -277,7 +277,7 @@ def test_one_atom_training_batch_uses_running_batchnorm_stats(n_samples, batch_s
 
 
 class _InfiniteLoss(torch.nn.MSELoss):
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return super().forward(input, target * float("inf"))
 
 
@@ -286,7 +286,7 @@ class _NaNFromEpoch3(torch.nn.MSELoss):
 
     calls = 0
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         type(self).calls += 1
         loss = super().forward(input, target)
         return loss * float("nan") if type(self).calls >= 3 else loss

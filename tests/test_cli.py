@@ -125,7 +125,7 @@ def test_errors_are_reported(tmp_path, capsys):
     assert "cannot be read as a CGCNN checkpoint" in capsys.readouterr().err
     (tmp_path / "broken.cif").write_text("data_x\n")
     assert main(["predict", str(bad), str(tmp_path), "-o", str(tmp_path / "o.csv")]) == 1
-    assert "could not read CIF" in capsys.readouterr().err
+    assert "Could not read CIF" in capsys.readouterr().err  # datasets' reader, named file
     assert main(["train", str(tmp_path / "missing"), "-o", "m.pth.tar"]) == 1
     assert "does not exist" in capsys.readouterr().err
 

