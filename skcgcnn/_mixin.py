@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
@@ -104,9 +104,9 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "train_split": [StrOptions({"auto"}), callable, None],
         "featurizer": [HasMethods(["featurize_many", "set_params"]), None],
-        "atom_features": [str, os.PathLike, dict, "array-like"],
+        "atom_features": [str, os.PathLike, dict, "array-like", None],
         "random_state": ["random_state"],
-        "init_from": [str, os.PathLike, Mapping, HasMethods(["state_dict"]), None],
+        "init_from": "no_validation",  # many kinds of source: resolve_init_source checks them
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "device": [str, torch.device, None],
