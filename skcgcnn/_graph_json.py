@@ -7,11 +7,24 @@ The arrays are stored as base64 of their little-endian bytes with dtype and shap
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .graph import _ARRAY_DTYPES, GRAPH_FORMAT_VERSION, CrystalGraph
+if TYPE_CHECKING:  # graph imports this module
+    from .graph import CrystalGraph
+
+#: Version of the dict layout written by :meth:`CrystalGraph.as_dict`; ``from_dict`` reads it
+#: and refuses newer ones (written by a later skcgcnn).
+GRAPH_FORMAT_VERSION = 1
+#: Arrays of a serialised graph, with the dtype each is stored and restored as.
+_ARRAY_DTYPES = {
+    "atomic_numbers": np.int16,
+    "neighbor_indices": np.int32,
+    "distances": np.float32,
+    "occupancies": np.float32,
+}
+
 
 
 def graph_as_dict(self: CrystalGraph) -> dict[str, Any]:

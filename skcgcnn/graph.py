@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import DummySpecies, Element, Lattice, Species, Structure
 
+from ._graph_json import _ARRAY_DTYPES
 from .elements import MAX_ATOMIC_NUMBER
 
 __all__ = [
@@ -36,17 +37,6 @@ __all__ = [
     "SparseNeighborWarning",
     "build_graph",
 ]
-
-#: Version of the dict layout written by :meth:`CrystalGraph.as_dict`; ``from_dict`` reads it
-#: and refuses newer ones (written by a later skcgcnn).
-GRAPH_FORMAT_VERSION = 1
-#: Arrays of a serialised graph, with the dtype each is stored and restored as.
-_ARRAY_DTYPES = {
-    "atomic_numbers": np.int16,
-    "neighbor_indices": np.int32,
-    "distances": np.float32,
-    "occupancies": np.float32,
-}
 
 #: Two distinct sites closer than this (in Angstrom) overlap: the structure is broken.
 OVERLAP_TOLERANCE = 1e-3
