@@ -108,7 +108,7 @@ class _CGCNNMixin(OutputMixin, _PersistenceMixin):
         "random_state": ["random_state"],
         "init_from": "no_validation",  # many kinds of source: resolve_init_source checks them
         "warm_start": ["boolean"],
-        "verbose": ["verbose"],
+        "verbose": ["verbose", StrOptions({"auto"})],
         "device": [str, torch.device, None],
     }
 
