@@ -29,6 +29,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("SKCGCNN_BENCH_CACHE", Path(tempfile.gettempdir()) / "skcgcnn-bench"))
 
 
+def cpu_seconds() -> dict[int, float]:
+    """CPU seconds used so far by this process and each of its children (the joblib workers)."""
+    import psutil
+
+    me = psutil.Process()
+    used = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            used[proc.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return used
+
+
 def require_shared() -> None:
     """Exit with a clear message when ``../shared`` (the benchmark data) is absent."""
     if not SAMPLE10K.exists():

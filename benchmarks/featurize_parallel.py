@@ -34,6 +34,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import psutil  # noqa: E402
+from _common import cpu_seconds  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
 from skcgcnn.store import GraphStore, featurize_source  # noqa: E402
@@ -57,18 +58,6 @@ def first_members(src: Path, dst: Path, n: int) -> None:
         info = tarfile.TarInfo("matbench_mp_gap/matbench_mp_gap.csv")
         info.size = len(data)
         out.addfile(info, io.BytesIO(data))
-
-
-def cpu_seconds() -> dict[int, float]:
-    me = psutil.Process()
-    used = {}
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-            used[proc.pid] = t.user + t.system
-        except psutil.Error:
-            pass
-    return used
 
 
 def main() -> None:
