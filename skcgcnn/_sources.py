@@ -5,7 +5,8 @@ opens the input, reads its own members / files / rows, parses the Structures, bu
 and sends back (or writes) only the compact graph columns. Structures never travel between
 processes. Supported inputs (see :func:`plan_slices`):
 
-* a tar archive of CIFs (``.tar``, ``.tar.gz``, ``.tgz``) with an optional targets CSV in it;
+* a tar archive of CIFs (``.tar``, ``.tar.gz``/``.tgz``, ``.tar.xz``/``.txz``,
+  ``.tar.bz2``/``.tbz2``) with an optional targets CSV in it;
 * a folder of CIFs with the reference ``id_prop.csv`` (or just the ``*.cif`` files);
 * a matminer DataFrame JSON (``.json``/``.json.gz``) with a ``structure`` column;
 * Structures in memory (a list, a pandas Series, or a DataFrame with a ``structure`` column).
@@ -13,10 +14,12 @@ processes. Supported inputs (see :func:`plan_slices`):
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
 import io
 import json
+import lzma
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Slice", "plan_slices"]
+__all__ = ["TAR_SUFFIXES", "Slice", "plan_slices", "read_structures"]
 
 PathLike = str | os.PathLike[str]
 
@@ -122,10 +125,20 @@ class _InputsSlice(Slice):
             yield id_, (lambda item=item: item)
 
 
+#: Magic bytes of the compressed streams a tar archive may come in, and how to open each.
+_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+#: File name endings of the tar archives :func:`plan_slices` reads.
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+
+
 def _open_binary(path: str) -> Any:
+    """The decompressed byte stream of ``path`` (gzip, xz or bzip2 by magic bytes, else raw)."""
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+        head = fh.read(6)
+    for magic, opener in _COMPRESSED:
+        if head.startswith(magic):
+            return opener(path, "rb")
+    return open(path, "rb")
 
 
 def _bounds(n: int, size: int) -> list[tuple[int, int]]:
@@ -301,10 +314,54 @@ def plan_slices(source: Any, shard_size: int, target: Any = None, ids: Any = Non
         if not path.is_file():
             raise FileNotFoundError(f"input {str(path)!r} not found")
         name = path.name.lower()
-        if name.endswith((".tar", ".tar.gz", ".tgz")):
+        if name.endswith(TAR_SUFFIXES):
             return _tar_plan(path, shard_size)
         if name.endswith((".json", ".json.gz")):
             return _json_plan(path, target, shard_size)
-        raise ValueError(f"cannot read {str(path)!r}: expected a CIF folder, a .tar(.gz) of "
-                         "CIFs or a matminer .json(.gz)")
+        raise ValueError(f"cannot read {str(path)!r}: expected a CIF folder, a tar archive of "
+                         "CIFs (.tar, .tar.gz, .tar.xz, .tar.bz2) or a matminer .json(.gz)")
     return _memory_plan(source, target, ids, shard_size, radius)
+
+
+def _parse_slice(part: Slice) -> tuple[list[str], list[Any], list[int], list[list[str]]]:
+    """Parse one slice: (ids, Structures, positions kept within the slice, failures)."""
+    ids, structures, kept, failures = [], [], [], []
+    for position, (id_, parse) in enumerate(part.entries()):
+        try:
+            structures.append(parse())
+        except Exception as exc:  # reported with the row's id, like featurization failures
+            failures.append([id_, f"{type(exc).__name__}: {exc}"])
+            continue
+        ids.append(id_)
+        kept.append(position)
+    return ids, structures, kept, failures
+
+
+def read_structures(source: PathLike, target: Any = None, n_jobs: int | None = None,
+                    shard_size: int = 2048) -> dict[str, Any]:
+    """Parse every Structure of a file input (CIF tar / folder, matminer JSON), in parallel.
+
+    For models that need the Structures themselves (a composition + Coulomb-matrix baseline),
+    not graphs. Each joblib task parses its own slice; the Structures come back to the caller
+    (unlike :func:`~skcgcnn.store.write_store`, which sends back only graph columns).
+
+    Returns a dict with ``ids`` (ndarray of str), ``structures`` (1-D object array),
+    ``targets`` (ndarray (n, n_targets) or None), ``target_names`` and ``failures``
+    (``[id, error]`` pairs of rows that could not be parsed, left out of the rest).
+    """
+    from joblib import Parallel, delayed
+
+    slices, names = plan_slices(source, shard_size, target)
+    results = Parallel(n_jobs=n_jobs)(delayed(_parse_slice)(part) for part in slices)
+    structures = np.empty(sum(len(r[1]) for r in results), dtype=object)
+    structures[:] = [s for r in results for s in r[1]]
+    targets = None
+    if slices and slices[0].targets is not None:
+        targets = np.concatenate([part.targets[r[2]] for part, r in zip(slices, results)])
+    return {
+        "ids": np.array([i for r in results for i in r[0]], dtype=str),
+        "structures": structures,
+        "targets": targets,
+        "target_names": names,
+        "failures": [f for r in results for f in r[3]],
+    }

@@ -397,8 +397,9 @@ def _parser() -> argparse.ArgumentParser:
         "own part of INPUT. Rows that fail are listed, not fatal. Rerunning an interrupted "
         "command resumes it. Use the store as X in fit/predict/GridSearchCV.")
     featurize.add_argument("input", metavar="INPUT",
-                           help="CIF folder (with id_prop.csv or just *.cif), .tar/.tar.gz of "
-                           "CIFs (targets from the CSV inside), or matminer .json(.gz)")
+                           help="CIF folder (with id_prop.csv or just *.cif), "
+                           ".tar(.gz/.xz/.bz2) of CIFs (targets from the CSV inside), or "
+                           "matminer .json(.gz)")
     featurize.add_argument("-o", "--output", required=True, help="store folder")
     featurize.add_argument("--target", action="append", default=None,
                            help="target column of a matminer JSON (repeat for several)")

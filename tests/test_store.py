@@ -2,52 +2,25 @@
 
 from __future__ import annotations
 
+import bz2
 import filecmp
-import io
+import gzip
 import json
+import lzma
 import pickle
-import tarfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from archives import cif_tar, small_structures
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 from skcgcnn import CrystalGraphFeaturizer, SparseNeighborWarning, build_graph
+from skcgcnn._sources import read_structures
 from skcgcnn.batch import collate_graphs
 from skcgcnn.store import FeaturizationWarning, GraphStore, StoreFormatError, featurize_source
-
-
-def _structures(n: int, seed: int = 0) -> list[Structure]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        a = 3.0 + rng.random() * 2.5
-        species = [["Na", "Cl"], ["Fe", "Fe"], ["Cs", "Br"], ["Mg", "O"]][i % 4]
-        frac = [[0, 0, 0], [0.5, 0.5, 0.5 + 0.05 * rng.random()]]
-        out.append(Structure(Lattice.cubic(a), species, frac))
-    return out
-
-
-def _cif_tar(path: Path, structures: list[Structure], targets: list[float],
-             broken: tuple[int, ...] = ()) -> Path:
-    """A tar.gz like matbench_mp_gap_cifs: a CSV with a cif_file column, then one CIF each."""
-    rows = ["index,cif_file,gap"]
-    with tarfile.open(path, "w:gz") as tar:
-        for i, (s, y) in enumerate(zip(structures, targets)):
-            text = "data_broken\n_cell_length_a 1\n" if i in broken else str(CifWriter(s))
-            data = text.encode()
-            info = tarfile.TarInfo(f"set/cif/c{i:04d}.cif")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-            rows.append(f"id-{i:04d},cif/c{i:04d}.cif,{y}")
-        data = ("\n".join(rows) + "\n").encode()
-        info = tarfile.TarInfo("set/table.csv")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -60,9 +33,9 @@ def _same_tree(a: Path, b: Path) -> bool:
 @pytest.fixture(scope="module")
 def tar_input(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tar")
-    structures = _structures(40)
+    structures = small_structures(40)
     targets = [float(i) / 10 for i in range(40)]
-    return _cif_tar(folder / "set.tar.gz", structures, targets, broken=(7,)), targets
+    return cif_tar(folder / "set.tar.gz", structures, targets, broken=(7,)), targets
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +64,12 @@ def test_tar_rows_ids_targets_and_failures(tar_input, store):
     assert store.target_names == ["gap"]
     ((failed_id, error),) = store.failures
     assert failed_id == "id-0007" and error  # the broken CIF, with its error
-    reference = build_graph(_structures(40)[3])
+    reference = build_graph(small_structures(40)[3])
     assert store[3] == reference
 
 
 def test_failed_rows_warn_with_id_and_are_not_fatal(tmp_path):
-    structures = _structures(3)
+    structures = small_structures(3)
     with pytest.warns(FeaturizationWarning, match="1 rows could not be featurized.*b"):
         out = GraphStore.from_structures([structures[0], "junk", structures[2]], tmp_path / "g",
                                          ids=["a", "b", "c"])
@@ -147,7 +120,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 
 def test_disordered_graphs_round_trip(tmp_path):
-    ordered = _structures(3)
+    ordered = small_structures(3)
     alloy = Structure(Lattice.cubic(3.6), [{"Cu": 0.75, "Au": 0.25}, {"Cu": 0.5, "Ni": 0.5}],
                       [[0, 0, 0], [0.5, 0.5, 0]])
     three = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.3, "Ni": 0.2}, "O"],
@@ -204,19 +177,20 @@ def test_sklearn_splitters_give_views(store):
 
 
 def test_append_adds_shards(tmp_path):
-    first = GraphStore.from_structures(_structures(5), tmp_path / "g", shard_size=4,
+    first = GraphStore.from_structures(small_structures(5), tmp_path / "g", shard_size=4,
                                        ids=list("abcde"))
     with pytest.raises(FileExistsError):
-        GraphStore.from_structures(_structures(2), tmp_path / "g")
-    more = first.append(_structures(3, seed=1), ids=list("xyz"), shard_size=4)
+        GraphStore.from_structures(small_structures(2), tmp_path / "g")
+    more = first.append(small_structures(3, seed=1), ids=list("xyz"), shard_size=4)
     assert len(more) == 8 and more.ids.tolist() == list("abcdexyz")
-    assert more[6] == build_graph(_structures(3, seed=1)[1])
+    assert more[6] == build_graph(small_structures(3, seed=1)[1])
     with pytest.raises(ValueError, match="radius"):
-        GraphStore.from_structures(_structures(2), tmp_path / "g", radius=6.0, append=True)
+        GraphStore.from_structures(small_structures(2), tmp_path / "g", radius=6.0,
+                                   append=True)
 
 
 def test_interrupted_write_resumes_from_the_shards_on_disk(tmp_path, monkeypatch):
-    structures = _structures(12)
+    structures = small_structures(12)
     full = GraphStore.from_structures(structures, tmp_path / "a", shard_size=4)
     # an interrupted run left shards 0 and 1 but no manifest
     partial = tmp_path / "b"
@@ -239,7 +213,7 @@ def test_folder_json_and_memory_inputs_agree(tmp_path):
     import pandas as pd
     from matminer.utils.io import store_dataframe_as_json
 
-    structures = _structures(6)
+    structures = small_structures(6)
     y = np.arange(6, dtype=float)
     folder = tmp_path / "cifs"
     folder.mkdir()
@@ -308,7 +282,7 @@ def test_collate_store_equals_collate_graphs_padding_included(tmp_path):
 
     from skcgcnn.batch import StoreDataset, collate_graphs, collate_store
 
-    structures = _sparse(3) + _structures(4)
+    structures = _sparse(3) + small_structures(4)
     store = GraphStore.from_structures(structures, tmp_path / "g", target=np.arange(7.0),
                                        shard_size=3)
     rows = [5, 0, 3, 1]
@@ -321,3 +295,30 @@ def test_collate_store_equals_collate_graphs_padding_included(tmp_path):
     assert not batch.neighbor_mask.all()  # the Xe atoms are padded
     assert (batch.n_crystals, batch.radius) == (reference.n_crystals, reference.radius)
     assert y.tolist() == [5.0, 0.0, 3.0, 1.0]
+
+
+@pytest.mark.parametrize("compression", ["xz", "bz2", ""])
+def test_xz_bz2_and_plain_tars_give_the_same_store(tar_input, store, tmp_path, compression):
+    raw = gzip.decompress(tar_input[0].read_bytes())
+    packed = {"xz": lzma.compress, "bz2": bz2.compress, "": bytes}[compression](raw)
+    path = tmp_path / ("set.tar" + (f".{compression}" if compression else ""))
+    path.write_bytes(packed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = GraphStore.from_structures(path, tmp_path / "g", shard_size=8, n_jobs=1)
+    assert _same_tree(store.path, other.path)
+
+
+def test_read_structures_parses_an_archive_with_ids_targets_and_failures(tar_input):
+    path, targets = tar_input
+    out = read_structures(path, n_jobs=2, shard_size=8)
+    kept = [i for i in range(40) if i != 7]
+    assert out["ids"].tolist() == [f"id-{i:04d}" for i in kept]
+    np.testing.assert_array_equal(out["targets"][:, 0], [targets[i] for i in kept])
+    assert out["target_names"] == ["gap"]
+    assert [f[0] for f in out["failures"]] == ["id-0007"]
+    assert len(out["structures"]) == 39
+    original = small_structures(40)[kept[10]]
+    parsed = out["structures"][10]
+    assert parsed.composition == original.composition
+    np.testing.assert_allclose(parsed.lattice.abc, original.lattice.abc, atol=1e-5)
