@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
+from archives import cif_tar, small_structures
 from shared_data import ROOT, require_shared
 from sklearn.model_selection import KFold
 
@@ -26,7 +29,9 @@ from skcgcnn.benchmark import (
     run_benchmark,
     summary_table,
 )
+from skcgcnn.benchmark.models import model_settings, settings_id
 from skcgcnn.benchmark.runner import _append_row
+from skcgcnn.store import GraphStore
 
 N = 40  # demo perovskites used by the fast runs
 
@@ -160,11 +165,17 @@ def test_concurrent_appends_keep_every_row_and_one_header(tmp_path):
     assert sorted(zip(rows["worker"], rows["i"])) == [(w, i) for w in range(3) for i in range(25)]
 
 
-def test_appended_row_follows_existing_column_order(tmp_path):
+def test_appended_row_follows_existing_column_order_and_keeps_new_columns(tmp_path):
     csv = tmp_path / "t.csv"
     _append_row(csv, {"a": 1, "b": 2})
-    _append_row(csv, {"b": 4, "a": 3, "extra": 5})  # columns of the file win
+    _append_row(csv, {"b": 4, "a": 3})  # the file's column order wins
     assert pd.read_csv(csv).to_dict("list") == {"a": [1, 3], "b": [2, 4]}
+    _append_row(csv, {"b": 6, "extra": "x", "a": 5})  # a newer runner's column is not dropped
+    rows = pd.read_csv(csv)
+    assert list(rows.columns) == ["a", "b", "extra"]
+    assert rows[["a", "b"]].to_dict("list") == {"a": [1, 3, 5], "b": [2, 4, 6]}
+    assert rows["extra"].isna().tolist() == [True, True, False]
+    assert rows["extra"].iloc[2] == "x"
 
 
 def test_classification_rows(tiny_task, tmp_path):
@@ -264,3 +275,80 @@ def test_elastic_folds_partition_the_data():
     for (a, b), (c, d) in zip(folds, again):  # the same folds on every call
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
+
+
+@pytest.fixture
+def whole_mp_gap(tmp_path):
+    """A data folder like ../shared/datasets for the whole mp_gap task, in miniature: 30 CIFs
+    with Matbench ids in an xz tar (the runner finds it under the task's .tar.gz name), one
+    of them broken, and official-style folds over the 30 ids."""
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = [f"mb-mp-gap-{i + 1:06d}" for i in range(30)]
+    gaps = [0.0 if i % 3 == 0 else 0.5 + i / 10 for i in range(30)]
+    cif_tar(data / "matbench_mp_gap_cifs.tar.xz", small_structures(30), gaps, broken=(4,),
+            ids=ids, target_name="gap pbe")
+    splits = {}
+    for task, prefix in [("matbench_mp_gap", "mb-mp-gap-"),
+                         ("matbench_mp_is_metal", "mb-mp-is-metal-")]:
+        named = np.array([i.replace("mb-mp-gap-", prefix) for i in ids])
+        splits[task] = {f"fold_{k}": {"train": named[tr].tolist(), "test": named[te].tolist()}
+                        for k, (tr, te) in enumerate(KFold(5).split(named))}
+    with gzip.open(data / "matbench_v0.1_validation.json.gz", "wt") as fh:
+        json.dump({"metadata": {}, "splits": splits}, fh)
+    return data, ids, gaps
+
+
+def test_whole_dataset_through_a_store(whole_mp_gap, tmp_path):
+    data, ids, gaps = whole_mp_gap
+    store, results = tmp_path / "store", tmp_path / "results"
+    with pytest.warns(UserWarning, match="1 rows .* left out.*mb-mp-gap-000005"):
+        X, y, folds, spec = load_task("matbench_mp_gap", data, full=True, store=store, n_jobs=2)
+    assert isinstance(X, GraphStore) and (store / "graphstore.json").is_file()
+    kept = [i for i in range(30) if i != 4]
+    assert X.ids.tolist() == [ids[i] for i in kept]
+    np.testing.assert_allclose(y, [gaps[i] for i in kept])
+    train, test = folds[0]  # positions into the store; the broken row is left out of fold 0
+    assert len(train) + len(test) == 29 and set(X.ids[test]) == {ids[i] for i in range(1, 6)
+                                                                  if i != 4} | {ids[0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        written = run_benchmark("matbench_mp_gap", data, models=("cgcnn", "rf-magpie"),
+                                folds=[0], full=True, store=store, n_jobs=1,
+                                results_dir=results, max_epochs=2, verbose=0)
+        # the baseline read the same rows as Structures: same folds, same test positions
+        assert written["n_test"].tolist() == [len(test), len(test)]
+        assert written["data"].tolist() == ["full", "full"]
+        assert written["device"].tolist() == ["cpu", "cpu"]
+        assert (written["fit_cpu_s"] > 0).all()
+        settings = [json.loads(s) for s in written["settings"]]
+        assert all(s["data"] == "full" for s in settings)
+        # resumable: a second run trains nothing and reuses the store as it is
+        stamp = (store / "graphstore.json").stat().st_mtime_ns
+        again = run_benchmark("matbench_mp_gap", data, models=("cgcnn", "rf-magpie"),
+                              folds=[0], full=True, store=store, results_dir=results,
+                              max_epochs=2, verbose=0)
+    assert again.empty and (store / "graphstore.json").stat().st_mtime_ns == stamp
+    # a run on the task's sample is another experiment (other settings ids)
+    assert set(written["settings_id"]).isdisjoint(
+        settings_id(model_settings(m, max_epochs=2)) for m in ("cgcnn", "rf-magpie"))
+    table = summary_table("matbench_mp_gap", results)
+    assert "whole dataset" in table
+
+
+def test_whole_dataset_needs_a_task_that_has_one(tmp_path):
+    with pytest.raises(ValueError, match="no full dataset"):
+        load_task("matbench_perovskites", tmp_path, full=True)
+
+
+def test_cli_whole_dataset_with_a_store(whole_mp_gap, tmp_path, capsys):
+    data, _, _ = whole_mp_gap
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        code = main(["matbench_mp_is_metal", "--data", str(data), "--folds", "1", "--full",
+                     "--store", str(tmp_path / "store"), "--n-jobs", "1", "--model", "cgcnn",
+                     "--max-epochs", "2", "--results", str(tmp_path / "r"), "--quiet"])
+    assert code == 0
+    rows = pd.read_csv(tmp_path / "r" / "matbench_mp_is_metal.csv")
+    assert rows["data"].tolist() == ["full"] and rows["n_train"].tolist() == [23]
+    assert 0.0 <= rows["roc_auc"].iloc[0] <= 1.0

@@ -6,6 +6,8 @@ Examples::
         --model cgcnn --preset budget --time-budget 6000 --threads 1 --results results/
     skcgcnn benchmark matbench_perovskites --data ../shared/datasets --table --plots \\
         --results results/
+    skcgcnn benchmark matbench_mp_gap --data ../shared/datasets --folds 0 --full \\
+        --store mp_gap_graphs/ --n-jobs 8 --model cgcnn --device cuda --results results/
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .models import DEFAULT_SEED, MODELS, PRESETS
-from .tasks import FOLDS_FILE, TASKS
+from .tasks import FOLDS_FILE, MP_GAP_ARCHIVE, TASKS
 
 __all__ = ["main"]
 
@@ -40,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None,
                    help="CGCNN: seconds of training per fold (cosine LR ends there)")
     p.add_argument("--max-epochs", type=int, default=None, help="CGCNN: override max_epochs")
+    p.add_argument("--full", action="store_true",
+                   help="the task's whole Matbench dataset (mp_gap, mp_is_metal: all 106,113 "
+                   f"CIFs of {MP_GAP_ARCHIVE}) instead of its sample")
+    p.add_argument("--store", default=None,
+                   help="graph store folder for CGCNN: featurized there once (resumable), then "
+                   "memory-mapped for every fold; the baseline still reads Structures")
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help="parallel tasks for featurizing into --store or parsing CIFs")
+    p.add_argument("--device", default="cpu", help="CGCNN device: cpu, cuda, auto, ...")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--results", default=None,
@@ -77,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 models=[m.strip() for m in args.model.split(",") if m.strip()],
                 folds=folds, max_train=args.max_train, results_dir=results, seed=args.seed,
                 preset=args.preset, time_budget=args.time_budget, max_epochs=args.max_epochs,
-                verbose=0 if args.quiet else 1,
+                verbose=0 if args.quiet else 1, full=args.full, store=args.store,
+                n_jobs=args.n_jobs, device=args.device,
             )
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -85,7 +85,7 @@ class MagpieSCM(MultipleFeaturizer):
 
 def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "default",
                time_budget: float | None = None, max_epochs: int | None = None,
-               verbose: int = 1) -> Any:
+               verbose: int = 1, device: str = "cpu") -> Any:
     """Build one benchmark model as an unfitted scikit-learn estimator taking Structures.
 
     Parameters
@@ -100,6 +100,8 @@ def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "de
     max_epochs : int, optional
         CGCNN only: overrides the preset's ``max_epochs``.
     verbose : int, default=1
+    device : str, default="cpu"
+        CGCNN only: the estimator's ``device``.
 
     Returns
     -------
@@ -126,7 +128,7 @@ def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "de
             params["callbacks"] = [("budget_lr", BudgetCosineLR(time_budget=time_budget))]
             params["callbacks__lr_scheduler"] = None
         cls = CGCNNRegressor if kind == "regression" else CGCNNClassifier
-        return cls(random_state=seed, verbose=verbose, **params)
+        return cls(random_state=seed, verbose=verbose, device=device, **params)
     if name == "rf-magpie":
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
         from sklearn.impute import SimpleImputer
@@ -141,7 +143,7 @@ def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "de
 
 def model_settings(name: str, preset: str = "default", max_train: int | None = None,
                    seed: int = DEFAULT_SEED, time_budget: float | None = None,
-                   max_epochs: int | None = None) -> dict[str, Any]:
+                   max_epochs: int | None = None, full: bool = False) -> dict[str, Any]:
     """The settings that define a results row of a model (everything but the fold).
 
     Two runs with equal settings are the same experiment: the runner skips the folds already
@@ -149,8 +151,10 @@ def model_settings(name: str, preset: str = "default", max_train: int | None = N
 
     Parameters
     ----------
-    name, preset, max_train, seed, time_budget, max_epochs
-        As in :func:`make_model` and :func:`~skcgcnn.benchmark.run_benchmark`.
+    name, preset, max_train, seed, time_budget, max_epochs, full
+        As in :func:`make_model` and :func:`~skcgcnn.benchmark.run_benchmark` (``full``: the
+        whole dataset instead of the task's sample; only recorded when True, so the settings of
+        earlier runs keep their ids).
 
     Returns
     -------
@@ -167,6 +171,8 @@ def model_settings(name: str, preset: str = "default", max_train: int | None = N
         settings.update(preset=preset, time_budget=time_budget, max_epochs=max_epochs)
     else:
         settings.update(n_estimators=100, features="magpie+scm-eigs")
+    if full:
+        settings["data"] = "full"
     return settings
 
 

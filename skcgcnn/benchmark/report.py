@@ -71,14 +71,18 @@ def summary_table(task: str, results_dir: str | os.PathLike[str] | None = None,
         ours = group[metric].to_numpy()
         same = {k: (np.mean([v[f] for f in folds_]) if v else None)
                 for k, v in published.items()}
+        settings = json.loads(group["settings"].iloc[0])
         if model == "cgcnn":
-            settings = json.loads(group["settings"].iloc[0])
             lo, hi = int(group["n_epochs"].min()), int(group["n_epochs"].max())
             label = f"{group['preset'].iloc[0]}: {lo if lo == hi else f'{lo}-{hi}'} epochs"
             if settings.get("time_budget"):
                 label += f" (cap {settings['time_budget']:g} s)"
         else:
             label = "100 trees"
+        if settings.get("data") == "full":
+            label += ", whole dataset"
+        if "device" in group and group["device"].notna().any():
+            label += f", {'/'.join(sorted(set(group['device'].dropna().astype(str))))}"
         lines.append(
             f"| {model} | {label} ({sid}) | {int(group['n_train'].median())} | "
             f"{','.join(map(str, folds_))} | {' '.join(fmt(v) for v in ours)} | "
@@ -93,5 +97,6 @@ def summary_table(task: str, results_dir: str | os.PathLike[str] | None = None,
                   f"{anchors['cgcnn']}, best {best if best is not None else '-'}, "
                   f"RF-SCM/Magpie {anchors['rf']}."]
     if spec.note:
-        lines.append(f"Note: {spec.note}.")
+        whole = " (rows marked 'whole dataset' train on the full data)" if spec.full_file else ""
+        lines.append(f"Note: {spec.note}{whole}.")
     return "\n".join(lines)

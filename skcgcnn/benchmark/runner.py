@@ -114,24 +114,31 @@ def _done(csv: Path, settings_id: str) -> set[int]:
 
 
 def _append_row(csv: Path, row: dict[str, Any]) -> None:
-    """Append one row; several processes may append to the same CSV (one fold each)."""
+    """Append one row; several processes may append to the same CSV (one fold each).
+
+    A row with columns the file does not have yet (a newer runner) rewrites the file with the
+    union of the columns, earlier rows left empty there: nothing of the row is dropped.
+    """
     csv.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([row])
-    header = not csv.is_file() or csv.stat().st_size == 0
-    if not header:
-        columns = pd.read_csv(csv, nrows=0).columns.tolist()
-        frame = frame.reindex(columns=columns)
-    with open(csv, "a", encoding="utf-8") as fh:
+    with open(csv, "a+", encoding="utf-8") as fh:
         try:
             import fcntl
 
             fcntl.flock(fh, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - Windows
             pass
-        if header and fh.tell() > 0:  # another process wrote the header meanwhile
-            header = False
-            frame = frame.reindex(columns=pd.read_csv(csv, nrows=0).columns.tolist())
-        fh.write(frame.to_csv(index=False, header=header))
+        if fh.tell() == 0:  # a new (or empty) file
+            fh.write(frame.to_csv(index=False))
+            return
+        columns = pd.read_csv(csv, nrows=0).columns.tolist()
+        if set(frame.columns) <= set(columns):
+            fh.write(frame.reindex(columns=columns).to_csv(index=False, header=False))
+            return
+        merged = pd.concat([pd.read_csv(csv), frame], ignore_index=True)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(merged.to_csv(index=False))
 
 
 def run_benchmark(
@@ -147,6 +154,10 @@ def run_benchmark(
     max_epochs: int | None = None,
     verbose: int = 1,
     data: tuple | None = None,
+    full: bool = False,
+    store: str | os.PathLike[str] | None = None,
+    n_jobs: int | None = None,
+    device: str = "cpu",
 ) -> pd.DataFrame:
     """Fit each model on each requested fold, appending one CSV row per (model, fold).
 
@@ -173,6 +184,12 @@ def run_benchmark(
         See :func:`make_model`.
     data : tuple, optional
         ``(X, y, folds, spec)`` as returned by :func:`load_task`, to skip loading.
+    full, store, n_jobs
+        See :func:`load_task`: the whole dataset instead of its sample, a graph store as X
+        for CGCNN (featurized once; the baseline needs Structures, so with a store it reads
+        them from the same data), parallel tasks for featurizing or parsing.
+    device : str, default="cpu"
+        CGCNN's ``device`` (``"cuda"``, ``"auto"``, ...); recorded in the ``device`` column.
 
     Returns
     -------
@@ -186,16 +203,22 @@ def run_benchmark(
     """
     from sklearn.base import clone
 
-    X, y, all_folds, spec = data if data is not None else load_task(task, data_dir)
+    loaded: dict[bool, tuple] = {} if data is None else {store is not None: data}
     results_dir = resolve_results_dir(results_dir)
-    csv = results_path(results_dir, spec.name)
-    fold_ids = list(range(len(all_folds))) if folds is None else [int(k) for k in folds]
     written = []
     for name in models:
-        settings = model_settings(name, preset, max_train, seed, time_budget, max_epochs)
+        graphs = store is not None and name == "cgcnn"  # the baseline needs Structures
+        if graphs not in loaded:
+            loaded[graphs] = load_task(task, data_dir, full=full,
+                                       store=store if graphs else None, n_jobs=n_jobs)
+        X, y, all_folds, spec = loaded[graphs]
+        csv = results_path(results_dir, spec.name)
+        fold_ids = list(range(len(all_folds))) if folds is None else [int(k) for k in folds]
+        settings = model_settings(name, preset, max_train, seed, time_budget, max_epochs, full)
         sid = settings_id(settings)
         done = _done(csv, sid)
-        template = make_model(name, spec.kind, seed, preset, time_budget, max_epochs, verbose)
+        template = make_model(name, spec.kind, seed, preset, time_budget, max_epochs, verbose,
+                              device)
         for k in fold_ids:
             if k in done:
                 if verbose:
@@ -211,9 +234,9 @@ def run_benchmark(
                 # matminer's SineCoulombMatrix uses np.matrix and complex eigenvalues
                 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
                 warnings.filterwarnings("ignore", category=np.exceptions.ComplexWarning)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 model.fit(X[train], y[train])
-                fit_time = time.perf_counter() - t0
+                fit_time, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
                 t0 = time.perf_counter()
                 pred = model.predict(X[test])
                 proba = model.predict_proba(X[test]) if spec.kind == "classification" else None
@@ -224,6 +247,9 @@ def run_benchmark(
                 "n_train": len(train), "n_test": len(test), "max_train": max_train,
                 **_scores(spec.kind, y[test], pred, proba),
                 "fit_time_s": round(fit_time, 2), "predict_time_s": round(predict_time, 2),
+                "fit_cpu_s": round(fit_cpu, 1),
+                "device": getattr(model, "device_", None) if name == "cgcnn" else "cpu",
+                "data": "full" if full else "default",
                 "n_epochs": len(history) if history is not None and name == "cgcnn" else None,
                 "seed": seed, "preset": preset if name == "cgcnn" else None,
                 "settings": json.dumps(settings, sort_keys=True),
