@@ -178,6 +178,36 @@ def test_pinned_batch_copies_to_cuda_non_blocking(data):
     assert len(on_gpu) == len(batch)
 
 
+@needs_cuda
+def test_cuda_fit_predict_from_a_store_equals_in_memory_graphs(perovskites, tmp_path):
+    """The MP-scale path on a GPU: batches collated from memory-mapped store columns, pinned
+    and copied to the device, learn and predict what the in-memory graphs do."""
+    from skcgcnn.store import GraphStore
+
+    store = GraphStore.from_structures(perovskites.iloc[:N_TRAIN], tmp_path / "g",
+                                       target="e_form", shard_size=40)
+    graphs, y = store.to_graphs(), store.targets
+    on_store = _fast(CGCNNRegressor, device="cuda").fit(store, y)
+    in_memory = _fast(CGCNNRegressor, device="cuda").fit(graphs, y)
+    assert on_store.device_ == "cuda"
+    pred = on_store.predict(store)
+    assert np.isfinite(pred).all()
+    np.testing.assert_allclose(pred, in_memory.predict(graphs), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pred, _cpu_outputs(on_store, graphs), rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+def test_cuda_compiled_path_equals_eager(data):
+    from skcgcnn import _compile
+
+    if _compile.unavailable_reason() is not None:
+        pytest.skip(f"inductor unavailable: {_compile.unavailable_reason()}")
+    graphs, y = data
+    eager = _fast(CGCNNRegressor, device="cuda").fit(graphs, y)
+    compiled = _fast(CGCNNRegressor, device="cuda", compile=True).fit(graphs, y)
+    np.testing.assert_allclose(compiled.predict(graphs), eager.predict(graphs), atol=0.05)
+
+
 # ------------------------------------------------------------------------------------------
 # Apple MPS (macOS only)
 @needs_mps
