@@ -188,12 +188,17 @@ def test_cuda_fit_predict_from_a_store_equals_in_memory_graphs(perovskites, tmp_
                                        target="e_form", shard_size=40)
     graphs, y = store.to_graphs(), store.targets
     on_store = _fast(CGCNNRegressor, device="cuda").fit(store, y)
-    in_memory = _fast(CGCNNRegressor, device="cuda").fit(graphs, y)
     assert on_store.device_ == "cuda"
     pred = on_store.predict(store)
     assert np.isfinite(pred).all()
-    np.testing.assert_allclose(pred, in_memory.predict(graphs), rtol=1e-4, atol=1e-4)
+    # the same network predicts the same from the store's columns as from in-memory graphs
+    np.testing.assert_allclose(pred, on_store.predict(graphs), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pred, _cpu_outputs(on_store, graphs), rtol=1e-4, atol=1e-4)
+    # and learns what training on in-memory graphs learns: not bit for bit, since CUDA's atomic
+    # adds (neighbour gather backward, pooling) sum in a varying order (measured on an H200:
+    # 7e-4 apart after 3 epochs)
+    in_memory = _fast(CGCNNRegressor, device="cuda").fit(graphs, y)
+    np.testing.assert_allclose(pred, in_memory.predict(graphs), atol=0.01)
 
 
 @needs_cuda
