@@ -352,3 +352,14 @@ def test_cli_whole_dataset_with_a_store(whole_mp_gap, tmp_path, capsys):
     rows = pd.read_csv(tmp_path / "r" / "matbench_mp_is_metal.csv")
     assert rows["data"].tolist() == ["full"] and rows["n_train"].tolist() == [23]
     assert 0.0 <= rows["roc_auc"].iloc[0] <= 1.0
+
+
+def test_baseline_n_jobs_changes_speed_not_results(tiny_task):
+    X, y, folds, _ = tiny_task
+    train, test = folds[0]
+    serial = make_model("rf-magpie", "regression").fit(X[train], y[train])
+    parallel = make_model("rf-magpie", "regression", n_jobs=2)
+    assert parallel.steps[-1][1].n_jobs == 2 and parallel.steps[0][1].n_jobs == 2
+    parallel.fit(X[train], y[train])
+    # the same trees; only the order of summing them differs (last-bit rounding)
+    np.testing.assert_allclose(parallel.predict(X[test]), serial.predict(X[test]), rtol=1e-12)

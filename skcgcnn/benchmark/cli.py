@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="graph store folder for CGCNN: featurized there once (resumable), then "
                    "memory-mapped for every fold; the baseline still reads Structures")
     p.add_argument("--n-jobs", type=int, default=None,
-                   help="parallel tasks for featurizing into --store or parsing CIFs")
+                   help="parallel tasks for featurizing into --store, parsing CIFs and the "
+                   "baseline's featurizers and trees")
     p.add_argument("--device", default="cpu", help="CGCNN device: cpu, cuda, auto, ...")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--threads", type=int, default=None, help="torch threads")

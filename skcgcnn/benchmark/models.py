@@ -85,7 +85,7 @@ class MagpieSCM(MultipleFeaturizer):
 
 def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "default",
                time_budget: float | None = None, max_epochs: int | None = None,
-               verbose: int = 1, device: str = "cpu") -> Any:
+               verbose: int = 1, device: str = "cpu", n_jobs: int | None = None) -> Any:
     """Build one benchmark model as an unfitted scikit-learn estimator taking Structures.
 
     Parameters
@@ -102,6 +102,9 @@ def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "de
     verbose : int, default=1
     device : str, default="cpu"
         CGCNN only: the estimator's ``device``.
+    n_jobs : int, optional
+        Baseline only: processes for its featurizers and trees (the results do not depend on
+        it: the forest is seeded); default 1.
 
     Returns
     -------
@@ -135,9 +138,9 @@ def make_model(name: str, kind: str, seed: int = DEFAULT_SEED, preset: str = "de
         from sklearn.pipeline import make_pipeline
 
         forest = (RandomForestRegressor if kind == "regression" else RandomForestClassifier)(
-            n_estimators=100, random_state=seed, n_jobs=1
+            n_estimators=100, random_state=seed, n_jobs=n_jobs or 1
         )
-        return make_pipeline(MagpieSCM(n_jobs=1), SimpleImputer(), forest)
+        return make_pipeline(MagpieSCM(n_jobs=n_jobs or 1), SimpleImputer(), forest)
     raise ValueError(f"unknown model {name!r}; known: {list(MODELS)}")
 
 

@@ -187,7 +187,8 @@ def run_benchmark(
     full, store, n_jobs
         See :func:`load_task`: the whole dataset instead of its sample, a graph store as X
         for CGCNN (featurized once; the baseline needs Structures, so with a store it reads
-        them from the same data), parallel tasks for featurizing or parsing.
+        them from the same data), parallel tasks for featurizing or parsing (and for the
+        baseline's featurizers and trees).
     device : str, default="cpu"
         CGCNN's ``device`` (``"cuda"``, ``"auto"``, ...); recorded in the ``device`` column.
 
@@ -218,7 +219,7 @@ def run_benchmark(
         sid = settings_id(settings)
         done = _done(csv, sid)
         template = make_model(name, spec.kind, seed, preset, time_budget, max_epochs, verbose,
-                              device)
+                              device, n_jobs)
         for k in fold_ids:
             if k in done:
                 if verbose:
