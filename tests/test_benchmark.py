@@ -320,7 +320,7 @@ def test_whole_dataset_through_a_store(whole_mp_gap, tmp_path):
         assert written["n_test"].tolist() == [len(test), len(test)]
         assert written["data"].tolist() == ["full", "full"]
         assert written["device"].tolist() == ["cpu", "cpu"]
-        assert (written["fit_cpu_s"] > 0).all()
+        assert (written["fit_cpu_s"] >= 0).all() and written["fit_cpu_s"].sum() > 0
         settings = [json.loads(s) for s in written["settings"]]
         assert all(s["data"] == "full" for s in settings)
         # resumable: a second run trains nothing and reuses the store as it is

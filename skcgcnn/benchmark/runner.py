@@ -248,7 +248,7 @@ def run_benchmark(
                 "n_train": len(train), "n_test": len(test), "max_train": max_train,
                 **_scores(spec.kind, y[test], pred, proba),
                 "fit_time_s": round(fit_time, 2), "predict_time_s": round(predict_time, 2),
-                "fit_cpu_s": round(fit_cpu, 1),
+                "fit_cpu_s": round(fit_cpu, 2),
                 "device": getattr(model, "device_", None) if name == "cgcnn" else "cpu",
                 "data": "full" if full else "default",
                 "n_epochs": len(history) if history is not None and name == "cgcnn" else None,
