@@ -242,11 +242,15 @@ class BudgetCosineLR(Callback):
         self.min_lr_fraction = min_lr_fraction
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
-        self.start_ = time.perf_counter()
+        # a run resumed from a checkpoint (LoadInitState) continues the schedule: the epochs
+        # and the seconds of its recorded history count as done
+        resumed = getattr(net, "_resumed_at", None) is not None
+        done = list(net.history) if resumed else []
+        self.start_ = time.perf_counter() - sum(float(row.get("dur", 0.0)) for row in done)
         self.lr0_ = float(net.lr)
         self.net_max_epochs_ = net.max_epochs
-        self.epochs_done_ = 0
-        self.batches_per_epoch_: int | None = None
+        self.epochs_done_ = len(done)
+        self.batches_per_epoch_: int | None = (_train_batches(done[-1]) or None) if done else None
         self.batch_ = 0
 
     def _progress(self, epoch_fraction: float) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -16,6 +18,7 @@ import pytest
 from archives import cif_tar, small_structures
 from shared_data import ROOT, require_shared
 from sklearn.model_selection import KFold
+from skorch.callbacks import Callback
 
 import skcgcnn
 from skcgcnn.benchmark import (
@@ -29,6 +32,7 @@ from skcgcnn.benchmark import (
     run_benchmark,
     summary_table,
 )
+from skcgcnn.benchmark.fold_state import FoldInterrupted
 from skcgcnn.benchmark.models import model_settings, settings_id
 from skcgcnn.benchmark.runner import _append_row
 from skcgcnn.store import GraphStore
@@ -363,3 +367,67 @@ def test_baseline_n_jobs_changes_speed_not_results(tiny_task):
     parallel.fit(X[train], y[train])
     # the same trees; only the order of summing them differs (last-bit rounding)
     np.testing.assert_allclose(parallel.predict(X[test]), serial.predict(X[test]), rtol=1e-12)
+
+
+class _SigintAtEpoch(Callback):
+    """Sends this process a SIGINT (as Ctrl-C would) when epoch ``epoch`` begins."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _run_default(tiny_task, results, **kwargs):
+    return run_benchmark("matbench_perovskites", data_dir=None, data=tiny_task,
+                         models=("cgcnn",), folds=[0], results_dir=results, max_epochs=4,
+                         verbose=0, **kwargs)
+
+
+@pytest.mark.parametrize("preset", ["default", "budget"])  # AnnealOnPlateau, BudgetCosineLR
+def test_a_stopped_fold_resumes_to_the_straight_run(tiny_task, tmp_path, monkeypatch, preset):
+    import skcgcnn.benchmark.runner as runner
+
+    straight = _run_default(tiny_task, tmp_path / "straight", preset=preset)
+    checkpoints = tmp_path / "ck"
+    real = runner.make_model
+
+    def interrupted(*args, **kwargs):
+        model = real(*args, **kwargs)
+        return model.set_params(callbacks=[*(model.callbacks or []),
+                                           ("ctrl_c", _SigintAtEpoch(2))])
+
+    monkeypatch.setattr(runner, "make_model", interrupted)
+    with pytest.raises(FoldInterrupted, match="after epoch 2"):
+        _run_default(tiny_task, tmp_path / "resumed", checkpoint_dir=checkpoints,
+                     preset=preset)
+    assert not (tmp_path / "resumed" / "matbench_perovskites.csv").exists()  # nothing recorded
+    (folder,) = checkpoints.iterdir()
+    assert (folder / "params.pt").is_file() and len(json.loads(
+        (folder / "history.json").read_text())) == 2
+    monkeypatch.setattr(runner, "make_model", real)
+    resumed = _run_default(tiny_task, tmp_path / "resumed", checkpoint_dir=checkpoints,
+                           preset=preset)
+    assert resumed["resumed_at_epoch"].tolist() == [2]
+    assert resumed["n_epochs"].tolist() == straight["n_epochs"].tolist() == [4]
+    np.testing.assert_allclose(resumed["mae"], straight["mae"], rtol=1e-6)
+    assert resumed["train_time_s"].iloc[0] > 0  # epochs of both sessions
+    assert not folder.exists()  # cleared once the row is written
+    stem = f"cgcnn-{resumed['settings_id'].iloc[0]}-fold0.csv"
+    a = pd.read_csv(tmp_path / "straight" / "matbench_perovskites_predictions" / stem)
+    b = pd.read_csv(tmp_path / "resumed" / "matbench_perovskites_predictions" / stem)
+    np.testing.assert_allclose(b["y_pred"], a["y_pred"], rtol=1e-5, atol=1e-6)
+
+
+def test_ctrl_c_without_checkpoints_records_nothing(tiny_task, tmp_path, monkeypatch):
+    import skcgcnn.benchmark.runner as runner
+
+    real = runner.make_model
+    monkeypatch.setattr(runner, "make_model", lambda *a, **k: real(*a, **k).set_params(
+        callbacks=[("ctrl_c", _SigintAtEpoch(1))]))
+    with pytest.raises(FoldInterrupted):
+        _run_default(tiny_task, tmp_path)
+    assert not (tmp_path / "matbench_perovskites.csv").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

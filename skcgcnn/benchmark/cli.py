@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="parallel tasks for featurizing into --store, parsing CIFs and the "
                    "baseline's featurizers and trees")
     p.add_argument("--device", default="cpu", help="CGCNN device: cpu, cuda, auto, ...")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="CGCNN: save each fold's training state here every epoch and resume "
+                   "from it when the same command is run again (Ctrl-C stops after the "
+                   "epoch)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--results", default=None,
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ...       "--max-train", "1000"])  # doctest: +SKIP
     0
     """
+    from .fold_state import FoldInterrupted
     from .plots import make_plots
     from .report import summary_table
     from .runner import run_benchmark
@@ -90,11 +95,16 @@ def main(argv: list[str] | None = None) -> int:
                 folds=folds, max_train=args.max_train, results_dir=results, seed=args.seed,
                 preset=args.preset, time_budget=args.time_budget, max_epochs=args.max_epochs,
                 verbose=0 if args.quiet else 1, full=args.full, store=args.store,
-                n_jobs=args.n_jobs, device=args.device,
+                n_jobs=args.n_jobs, device=args.device, checkpoint_dir=args.checkpoint,
             )
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except FoldInterrupted as exc:
+            where = (f"; run the same command to resume from {args.checkpoint}"
+                     if args.checkpoint else " (no --checkpoint: the fold restarts next time)")
+            print(f"interrupted: {exc}, no row written{where}", file=sys.stderr)
+            return 130
     if args.plots or not args.table:
         try:
             paths = make_plots(args.task, results)

@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .fold_state import (
+    StopAtEpochEnd,
+    checkpoint_callbacks,
+    clear_checkpoint,
+    fold_checkpoint_dir,
+    stop_at_epoch_end,
+)
 from .models import DEFAULT_SEED, make_model, model_settings, settings_id
 from .tasks import load_task
 
@@ -158,6 +165,7 @@ def run_benchmark(
     store: str | os.PathLike[str] | None = None,
     n_jobs: int | None = None,
     device: str = "cpu",
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Fit each model on each requested fold, appending one CSV row per (model, fold).
 
@@ -191,6 +199,16 @@ def run_benchmark(
         baseline's featurizers and trees).
     device : str, default="cpu"
         CGCNN's ``device`` (``"cuda"``, ``"auto"``, ...); recorded in the ``device`` column.
+    checkpoint_dir : path-like, optional
+        CGCNN folds save their whole training state here after every epoch and resume from it
+        when the same run is started again (see :mod:`~skcgcnn.benchmark.fold_state`); a
+        fold's checkpoint is removed once its row is written.
+
+    Raises
+    ------
+    FoldInterrupted
+        When a CGCNN fit was asked to stop (Ctrl-C, SIGTERM): it stops after the current
+        epoch and no row is written for that fold (rows of earlier folds are kept).
 
     Returns
     -------
@@ -228,10 +246,19 @@ def run_benchmark(
             train, test = all_folds[k]
             train = _subsample(train, max_train, seed)
             model = clone(template)
+            folder, stop = None, StopAtEpochEnd()
+            if name == "cgcnn":
+                extra = [("stop_at_epoch_end", stop)]
+                if checkpoint_dir is not None:
+                    folder = fold_checkpoint_dir(checkpoint_dir, spec.name, name, sid, k)
+                    extra = checkpoint_callbacks(folder, model.train_split is not None) + extra
+                model.set_params(callbacks=[*(model.callbacks or []), *extra])
             if verbose:
+                resumed = folder is not None and (folder / "params.pt").is_file()
                 print(f"[{spec.name}] {name} fold {k}: fitting on {len(train)}, "
-                      f"testing on {len(test)}", flush=True)
-            with warnings.catch_warnings():
+                      f"testing on {len(test)}"
+                      f"{f' (resuming from {folder})' if resumed else ''}", flush=True)
+            with warnings.catch_warnings(), stop_at_epoch_end(stop, verbose):
                 # matminer's SineCoulombMatrix uses np.matrix and complex eigenvalues
                 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
                 warnings.filterwarnings("ignore", category=np.exceptions.ComplexWarning)
@@ -252,6 +279,9 @@ def run_benchmark(
                 "device": getattr(model, "device_", None) if name == "cgcnn" else "cpu",
                 "data": "full" if full else "default",
                 "n_epochs": len(history) if history is not None and name == "cgcnn" else None,
+                "train_time_s": (round(sum(float(h.get("dur", 0.0)) for h in history), 2)
+                                 if history is not None and name == "cgcnn" else None),
+                "resumed_at_epoch": getattr(model, "_resumed_at", None),
                 "seed": seed, "preset": preset if name == "cgcnn" else None,
                 "settings": json.dumps(settings, sort_keys=True),
                 "torch_threads": _torch_threads(), "versions": _versions(),
@@ -263,6 +293,8 @@ def run_benchmark(
             if history is not None and name == "cgcnn":
                 _save_history(results_dir / f"{spec.name}_history" / f"{stem}.json", model)
             _append_row(csv, row)
+            if folder is not None:
+                clear_checkpoint(folder)
             written.append(row)
             if verbose:
                 metric = "mae" if spec.kind == "regression" else "roc_auc"
