@@ -22,6 +22,7 @@ import json
 import lzma
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ class _TarSlice(Slice):
         with _open_binary(self.path) as fh:
             fh.seek(start)
             data = fh.read(stop - start)
+        if len(data) < stop - start:  # a plain tar cut inside a member: no error from tarfile
+            raise ValueError(f"{self.path!r} is truncated: members up to byte {stop} were "
+                             f"listed, the archive ends at byte {start + len(data)}")
         for id_, (offset, size) in zip(self.ids, self.spans):
             text = data[offset - start : offset - start + size].decode("utf-8", "replace")
             yield id_, _cif_parser(text)
@@ -162,15 +166,19 @@ def _tar_plan(path: Path, shard_size: int) -> tuple[list[Slice], list[str] | Non
     members: dict[str, tuple[int, int]] = {}
     tables: dict[str, str] = {}
     order: list[str] = []
-    with tarfile.open(path) as tar:
-        for m in tar:
-            if not m.isfile():
-                continue
-            if m.name.endswith(".cif"):
-                members[m.name] = (m.offset_data, m.size)
-                order.append(m.name)
-            elif m.name.endswith(".csv"):
-                tables[m.name] = tar.extractfile(m).read().decode("utf-8")
+    try:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                if m.name.endswith(".cif"):
+                    members[m.name] = (m.offset_data, m.size)
+                    order.append(m.name)
+                elif m.name.endswith(".csv"):
+                    tables[m.name] = tar.extractfile(m).read().decode("utf-8")
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable tar archive (truncated or damaged?): "
+                         f"{type(exc).__name__}: {exc}") from exc
     if not order:
         raise ValueError(f"{str(path)!r} holds no .cif member")
     names, ids, targets, target_names = _tar_targets(order, tables, path)

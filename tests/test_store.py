@@ -5,9 +5,11 @@ from __future__ import annotations
 import bz2
 import filecmp
 import gzip
+import io
 import json
 import lzma
 import pickle
+import tarfile
 import warnings
 from pathlib import Path
 
@@ -111,6 +113,133 @@ def test_changed_or_foreign_files_are_errors(store, tmp_path):
     (copy / "graphstore.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreFormatError, match="format version 99"):
         GraphStore(copy)
+
+
+def _cut_header(shard: Path) -> None:
+    column = shard / "distances.npy"
+    column.write_bytes(column.read_bytes()[:50])  # inside the .npy header
+
+
+def _text_column(shard: Path) -> None:
+    (shard / "distances.npy").write_text("a foreign file, not a .npy array\n")
+
+
+def _wrong_shape_column(shard: Path) -> None:
+    np.save(shard / "distances.npy", np.zeros((3, 12), dtype=np.float32))
+
+
+def _cut_shard_json(shard: Path) -> None:
+    info = shard / "shard.json"
+    info.write_text(info.read_text()[:30])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_cut_header, "column distances cannot be read .truncated or not a .npy file"),
+    (lambda shard: (shard / "distances.npy").unlink(), "column distances cannot be read"),
+    (_text_column, "column distances cannot be read .truncated or not a .npy file"),
+    (_wrong_shape_column, r"column distances is float32 \[3, 12\], expected float32"),
+    (_cut_shard_json, "shard.json' is not a shard description"),
+    (lambda shard: _rmtree(shard), "has no shard.json: not a graph shard"),
+])
+@pytest.mark.parametrize("verify", [True, False])
+def test_every_damaged_shard_is_a_clear_error(store, tmp_path, damage, message, verify):
+    """Cut headers, missing or foreign column files, a cut shard.json, a missing shard: each an
+    error naming the shard (with or without checksum verification), never garbage."""
+    copy = tmp_path / "copy"
+    _copy_tree(store.path, copy)
+    damage(copy / "shard-000001")
+    damaged = GraphStore(copy, verify=verify)
+    assert damaged[0] == store[0]  # the other shards stay readable
+    with pytest.raises(StoreFormatError, match=message) as info:
+        damaged[9]
+    assert "shard-000001" in str(info.value)
+
+
+def test_truncated_input_archive_is_a_clear_error(tar_input, tmp_path, capsys):
+    """A cut .tar.gz, .tar or .tar.xz is a ValueError naming the archive (a one-line error from the
+    CLI), and so is an archive cut after its members were listed (read by a worker)."""
+    from skcgcnn._sources import plan_slices
+    from skcgcnn.cli import main
+
+    raw = tar_input[0].read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(raw[: len(raw) // 2])
+    assert main(["featurize", str(cut), "-o", str(tmp_path / "g"), "--n-jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "is not a readable tar archive (truncated or damaged?)" in err
+    assert "Traceback" not in err and not (tmp_path / "g" / "graphstore.json").exists()
+
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(tar_input[0]) as src, tarfile.open(plain, "w") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m))
+    whole = plain.read_bytes()
+    with tarfile.open(plain) as tar:
+        last = tar.getmembers()[-1]
+    plain.write_bytes(whole[: last.offset_data + last.size // 2])  # inside the last member
+    with pytest.raises(ValueError, match="not a readable tar archive"):
+        GraphStore.from_structures(plain, tmp_path / "p", n_jobs=1)
+
+    xz = tmp_path / "cut.tar.xz"
+    xz.write_bytes(lzma.compress(whole)[:2000])
+    with pytest.raises(ValueError, match="cut.tar.xz' is not a readable tar archive"):
+        GraphStore.from_structures(xz, tmp_path / "x", n_jobs=1)
+
+    plain.write_bytes(whole)
+    slices, _ = plan_slices(plain, 8)
+    plain.write_bytes(whole[:1000])  # replaced by a cut copy after planning
+    with pytest.raises(ValueError, match="plain.tar' is truncated"):
+        list(slices[-1].entries())
+
+
+def test_cli_featurize_real_mp_gap_tar(tmp_path, capsys):
+    """``skcgcnn featurize`` on the layout of matbench_mp_gap_cifs.tar.gz: its own CSV
+    (``matbench_mp_gap/matbench_mp_gap.csv``, columns id, cif_file, gap pbe) and its first 50
+    CIFs, repacked (the whole archive takes an hour); graphs equal the featurizer's, targets
+    and ids the CSV's."""
+    from shared_data import require_shared
+
+    from skcgcnn.cli import main
+
+    source = require_shared("datasets", "matbench_mp_gap_cifs.tar.gz")
+    small, cifs, rows = tmp_path / "mp_gap_50.tar.gz", {}, []
+    with tarfile.open(source) as src:
+        for m in src:
+            if m.name.endswith(".csv"):
+                table = src.extractfile(m).read().decode().splitlines()
+                header, csv_name = table[0], m.name
+            elif m.name.endswith(".cif"):
+                cifs[m.name] = src.extractfile(m).read()
+                if len(cifs) == 50:
+                    break
+    folder = csv_name.rsplit("/", 1)[0] + "/"
+    rows = [r for r in table[1:] if folder + r.split(",")[1] in cifs]
+    assert len(rows) == 50
+    with tarfile.open(small, "w:gz") as dst:
+        for name, data in [(csv_name, "\n".join([header, *rows]).encode() + b"\n"),
+                           *cifs.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    out = tmp_path / "graphs"
+    assert main(["featurize", str(small), "-o", str(out), "--n-jobs", "2",
+                 "--shard-size", "16"]) == 0
+    assert "50 graphs" in capsys.readouterr().err
+    store = GraphStore(out)
+    assert store.ids.tolist() == [r.split(",")[0] for r in rows]
+    assert store.target_names == [header.split(",")[2]]
+    np.testing.assert_allclose(store.targets, [float(r.split(",")[2]) for r in rows])
+    assert len(list(out.glob("shard-*"))) == 4
+    featurizer = CrystalGraphFeaturizer()
+    for k in (0, 17, 49):
+        cif = cifs[folder + rows[k].split(",")[1]].decode()
+        assert store[k] == featurizer.featurize(Structure.from_str(cif, fmt="cif"))[0]
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
