@@ -15,7 +15,9 @@ Memory is the summed RSS of this process and all its descendants (none unless th
 starts workers), sampled every 0.5 s in a thread; the RSS also counts the store's pages mapped
 so far (file-backed, the kernel can drop them). A callback counts the rows streamed (training
 and validation batches) and records the peak after 10k, 50k and all rows. ``--rows N`` uses
-the first N rows of the store instead of fold 0 (smoke test on a partial store).
+the first N rows of the store instead of fold 0 (smoke test); ``--partial FOLDER`` trains on
+the fold-0 training rows among the finished shards of a store still being written (a store of
+symbolic links to them is made in FOLDER).
 
 Appends one line per run to ``benchmarks/results/mp_gap_epoch_rss.csv`` (rows, peak RSS at the
 marks, epoch time from the estimator's history, wall and CPU seconds of the fit, load average)
@@ -81,10 +83,36 @@ class RowMarks(Callback):
                          f"{os.getloadavg()[0]:.2f}\n")
 
 
-def fold0_rows(store: GraphStore) -> np.ndarray:
+def fold0_rows(store: GraphStore, partial: bool = False) -> np.ndarray:
+    """Store rows of fold 0's training ids (with ``partial``: those of them in the store)."""
     splits = json.load(gzip.open(SHARED / "matbench_v0.1_validation.json.gz"))["splits"]
     where = {id_: i for i, id_ in enumerate(store.ids)}
-    return np.array([where[i] for i in splits["matbench_mp_gap"]["fold_0"]["train"]])
+    train = splits["matbench_mp_gap"]["fold_0"]["train"]
+    return np.array([where[i] for i in train if not partial or i in where])
+
+
+def partial_store(source: Path, folder: Path) -> Path:
+    """A store over the consecutive finished shards of a store still being written (no
+    manifest yet): symbolic links to those shards plus a manifest built from their shard.json."""
+    from skcgcnn._shards import FORMAT_VERSION, STORE_FORMAT, read_shard_info
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shards, failures, k, info = [], [], 0, None
+    while (nxt := read_shard_info(source / f"shard-{k:06d}", missing_ok=True)) is not None:
+        info, name = nxt, f"shard-{k:06d}"
+        if not (folder / name).exists():
+            (folder / name).symlink_to(source / name)
+        shards.append({"name": name, "n_graphs": info["n_graphs"], "n_atoms": info["n_atoms"],
+                       "sha256": info["sha256"]})
+        failures += info["failures"]
+        k += 1
+    if info is None:
+        raise SystemExit(f"no finished shard in {source}")
+    manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION,
+                "radius": info["radius"], "max_num_nbr": info["max_num_nbr"],
+                "target_names": ["gap pbe"], "shards": shards, "failures": failures}
+    (folder / "graphstore.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+    return folder
 
 
 def tree_cpu() -> float:
@@ -105,7 +133,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="first N rows, not fold 0")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--partial", default=None,
+                        help="folder for a store over the finished shards of --store (still "
+                        "being written): train on the fold-0 training rows among them")
     args = parser.parse_args()
+    if args.partial:
+        args.store = str(partial_store(Path(args.store), Path(args.partial)))
     torch.set_num_threads(args.threads)
     mb = 2**20
     start = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
@@ -117,8 +150,10 @@ def main() -> None:
             rows = np.arange(min(args.rows, len(store)))
             what = f"first {len(rows)} rows of the store"
         else:
-            rows = fold0_rows(store)
-            what = f"official fold 0 training rows ({len(rows)})"
+            rows = fold0_rows(store, partial=bool(args.partial))
+            what = (f"official fold 0 training rows ({len(rows)})" if not args.partial else
+                    f"the {len(rows)} official fold 0 training rows among the first "
+                    f"{len(store)} graphs (partial store)")
         y = store.targets[rows]
         X = store[rows]
         open_s, after_open = time.perf_counter() - t0, sampler.sample() / mb
