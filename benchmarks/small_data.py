@@ -39,8 +39,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-CSV = RESULTS / "small_data.csv"
-PRED_DIR = RESULTS / "small_data_predictions"
+#: where runs write (``--out``, e.g. a device machine's output folder; ``--merge`` brings them back)
+RUN_DIR = Path(os.environ.get("SKCGCNN_SMALL_OUT", RESULTS))
+CSV = RUN_DIR / "small_data.csv"
+PRED_DIR = RUN_DIR / "small_data_predictions"
 DATA = Path(os.environ.get("SKCGCNN_DATA", ROOT.parent / "shared" / "datasets"))
 CACHE = Path(os.environ.get("SKCGCNN_GRAPH_CACHE", Path.home() / ".cache" / "skcgcnn-small"))
 
@@ -86,6 +88,32 @@ def load(task: str) -> tuple[np.ndarray, np.ndarray, list, str]:
     return X, y, folds, spec.kind
 
 
+def _graph_pool(task: str) -> dict[int, Any]:
+    """Every graph of a task featurized so far, by position in the dataset (one file per task).
+
+    Folds and sizes share it, so a learning curve featurizes each structure once. Graphs from
+    per-(fold, size) files of earlier runs are taken over."""
+    path = CACHE / f"{task}-graphs.pkl"
+    pool: dict[int, Any] = {}
+    if path.is_file():
+        with open(path, "rb") as fh:
+            pool = pickle.load(fh)
+    for old in sorted(CACHE.glob(f"{task}-fold*-n*.pkl")):
+        with open(old, "rb") as fh:
+            data = pickle.load(fh)
+        for key in ("train", "test"):
+            pool.update(zip((int(i) for i in data[key]), data["g_" + key], strict=True))
+    return pool
+
+
+def _save(obj: Any, path: Path) -> None:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        pickle.dump(obj, fh)
+    tmp.replace(path)
+
+
 def graphs_for(task: str, fold: int, n_train: int | None) -> dict[str, Any]:
     """Graphs of the subsampled training fold and of the test fold (featurized once, cached)."""
     path = CACHE / f"{task}-fold{fold}-n{n_train}.pkl"
@@ -97,16 +125,18 @@ def graphs_for(task: str, fold: int, n_train: int | None) -> dict[str, Any]:
     X, y, folds, kind = load(task)
     train, test = folds[fold]
     train = _subsample(train, n_train, 0)
-    featurizer = CrystalGraphFeaturizer(n_jobs=1)
+    pool = _graph_pool(task)
+    missing = sorted(set(int(i) for i in np.concatenate([train, test])) - set(pool))
+    if missing:
+        featurizer = CrystalGraphFeaturizer(n_jobs=1)
+        pool.update(zip(missing, featurizer.graphs(list(X[missing])), strict=True))
+        _save(pool, CACHE / f"{task}-graphs.pkl")
     data = {
         "kind": kind, "train": train, "test": test, "y_train": y[train], "y_test": y[test],
-        "g_train": np.array(featurizer.graphs(list(X[train])), dtype=object),
-        "g_test": np.array(featurizer.graphs(list(X[test])), dtype=object),
+        "g_train": np.array([pool[int(i)] for i in train] + [None], dtype=object)[:-1],
+        "g_test": np.array([pool[int(i)] for i in test] + [None], dtype=object)[:-1],
     }
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".tmp"), "wb") as fh:
-        pickle.dump(data, fh)
-    path.with_suffix(".tmp").replace(path)
+    _save(data, path)
     return data
 
 
@@ -155,7 +185,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_cgcnn(variant: str, kind: str, seed: int) -> Any:
+def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
     import torch
     from sklearn.base import clone
 
@@ -173,8 +203,8 @@ def make_cgcnn(variant: str, kind: str, seed: int) -> Any:
         arch = {k: v for k, v in base.get_params(deep=False).items() if k.startswith("module__")}
         return cls(random_state=seed, verbose=0, atom_features=clone(base).atom_features,
                    init_from=str(pretrained.checkpoint_path(spec["finetune"])),
-                   **arch, **params)
-    return cls(random_state=seed, verbose=0, **params)
+                   device=device, **arch, **params)
+    return cls(random_state=seed, verbose=0, device=device, **params)
 
 
 def make_rf(kind: str, seed: int) -> Any:
@@ -212,7 +242,7 @@ def _versions() -> str:
 
 
 def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
-            note: str = "") -> dict[str, Any] | None:
+            note: str = "", device: str = "cpu") -> dict[str, Any] | None:
     from sklearn.metrics import accuracy_score, mean_absolute_error, roc_auc_score
 
     data = graphs_for(task, fold, n_train)
@@ -231,7 +261,7 @@ def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
             model = make_rf(kind, seed).fit(X[data["train"]], data["y_train"])
             Xt = X[data["test"]]
         else:
-            model = make_cgcnn(variant, kind, seed).fit(data["g_train"], data["y_train"])
+            model = make_cgcnn(variant, kind, seed, device).fit(data["g_train"], data["y_train"])
             Xt = data["g_test"]
         fit_time = time.perf_counter() - t0
         pred = model.predict(Xt)
@@ -292,28 +322,32 @@ def _inner_score(model: Any, data: dict[str, Any], kind: str) -> float:
 
 
 # ------------------------------------------------------------------------------------ report
-def _rf_predictions(task: str, n: int) -> pd.DataFrame | None:
-    """Test predictions of the random forest on the same training structures, all folds run."""
-    if task == "dielectric_n":
-        files = sorted(PRED_DIR.glob(f"{task}-rf-n*-fold*-seed0.csv"))
-    else:  # rows of ``skcgcnn benchmark --max-train N --model rf-magpie`` (seed 0, fold 0)
-        bench = pd.read_csv(RESULTS / f"{task}.csv")
-        rows = bench[(bench.model == "rf-magpie") & (bench.n_train == n) & (bench.fold == 0)]
-        files = [RESULTS / f"{task}_predictions" / f"rf-magpie-{sid}-fold0.csv"
-                 for sid in rows.settings_id.unique()[:1]]
+def _size(task: str, n_train: int) -> int:
+    """The learning-curve size of a run: dielectric_n's whole training folds (844-845) are 1k."""
+    return 1000 if task == "dielectric_n" and n_train >= 844 else int(n_train)
+
+
+def _pred_file(task: str, variant: str, n: int, fold: int, seed: int) -> Path:
+    return PRED_DIR / f"{task}-{variant}-n{n}-fold{fold}-seed{seed}.csv"
+
+
+def _rf_predictions(task: str, size: int, folds: list[int]) -> pd.DataFrame | None:
+    """Test predictions of the random forest on the same training structures (seed 0): rows of
+    this script (variant ``rf``), else of ``skcgcnn benchmark --max-train N --model rf-magpie``."""
+    rows = pd.read_csv(CSV)
+    rows = rows[(rows.task == task) & (rows.variant == "rf") & (rows.seed == 0)]
+    rows = rows[np.array([_size(task, n) == size for n in rows.n_train]) & rows.fold.isin(folds)]
+    if len(rows) == len(folds):
+        return pd.concat([pd.read_csv(_pred_file(task, "rf", int(r.n_train), int(r.fold), 0))
+                          for r in rows.itertuples()], ignore_index=True)
+    if folds != [0] or not (RESULTS / f"{task}.csv").is_file():
+        return None
+    bench = pd.read_csv(RESULTS / f"{task}.csv")
+    rows = bench[(bench.model == "rf-magpie") & (bench.n_train == size) & (bench.fold == 0)]
+    files = [RESULTS / f"{task}_predictions" / f"rf-magpie-{sid}-fold0.csv"
+             for sid in rows.settings_id.unique()[:1]]
     frames = [pd.read_csv(f) for f in files if f.is_file()]
     return pd.concat(frames, ignore_index=True) if frames else None
-
-
-def _cgcnn_predictions(task: str, variant: str, seed: int, folds: list[int],
-                       n: int | None) -> pd.DataFrame | None:
-    frames = []
-    for fold in folds:
-        found = sorted(PRED_DIR.glob(f"{task}-{variant}-n*-fold{fold}-seed{seed}.csv"))
-        if not found:
-            return None
-        frames.append(pd.read_csv(found[0]))
-    return pd.concat(frames, ignore_index=True)
 
 
 def _metric(kind: str, y: np.ndarray, pred: np.ndarray) -> float:
@@ -336,52 +370,123 @@ def paired_bootstrap(kind: str, y: np.ndarray, a: np.ndarray, b: np.ndarray,
     return _metric(kind, y, a) - _metric(kind, y, b), float(lo), float(hi)
 
 
-def report(n_train: int = 1000) -> str:
-    """The small-data table: per task, RF vs each CGCNN variant (seed 0), with the paired
-    bootstrap interval of (CGCNN - RF), and the variant the inner validation loss picks."""
+def _versus(kind: str, pred: pd.DataFrame, other: pd.DataFrame | None, col: str) -> str:
+    if other is None:
+        return ""
+    both = pred.merge(other, on="position", suffixes=("", "_b"))
+    if len(both) != len(pred):
+        return ""
+    d, lo, hi = paired_bootstrap(kind, both.y_true.to_numpy(), both[col].to_numpy(),
+                                 both[col + "_b"].to_numpy())
+    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def _predictions(task: str, variant: str, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Test predictions of ``variant`` in the folds/sizes/seed of ``runs`` (CSV rows), joined."""
+    files = [_pred_file(task, variant, int(r.n_train), int(r.fold), int(r.seed))
+             for r in runs.itertuples()]
+    if not files or not all(f.is_file() for f in files):
+        return None
+    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+
+
+def report(sizes: list[int] | None = None) -> str:
+    """The small-data table: per task, size and seed, RF vs each CGCNN variant with the paired
+    bootstrap interval of (CGCNN - RF) and (variant - new), and the variant the inner validation
+    loss picks (lowest mean over the seeds run for every variant)."""
     rows = pd.read_csv(CSV)
-    lines = ["| task (metric) | n_train | RF | CGCNN variant | test | inner valid loss | "
-             "epochs (anneal start) | CGCNN - RF [95 % CI] | variant - new [95 % CI] |",
-             "|" + " --- |" * 9]
+    rows["size"] = [_size(t, n) for t, n in zip(rows.task, rows.n_train, strict=True)]
+    lines = ["| task (metric) | size | seed | folds | RF | CGCNN variant | test | "
+             "inner valid loss | epochs (anneal start) | CGCNN - RF [95 % CI] | "
+             "variant - new [95 % CI] | note |", "|" + " --- |" * 12]
     for task, (kind, metric) in TASKS.items():
-        sub = rows[(rows.task == task) & (rows.variant != "rf") & (rows.seed == 0)]
-        if task != "dielectric_n":
-            sub = sub[sub.n_train == n_train]
+        col = "p_true" if kind == "classification" else "y_pred"
+        cg = rows[(rows.task == task) & (rows.variant != "rf")]
+        for size in sorted(cg["size"].unique()):
+            if sizes and size not in sizes:
+                continue
+            at = cg[cg["size"] == size]
+            pick = at.groupby("variant").inner_valid_loss.mean().idxmin()
+            for (seed, variant), group in at.groupby(["seed", "variant"]):
+                folds = sorted(int(f) for f in group.fold)
+                pred = _predictions(task, variant, group)
+                if pred is None:
+                    continue
+                new = at[(at.variant == "new") & (at.seed == seed) & at.fold.isin(folds)]
+                vs_new = ""
+                if variant != "new" and len(new) == len(folds):
+                    vs_new = _versus(kind, pred, _predictions(task, "new", new), col)
+                rf = _rf_predictions(task, int(size), folds)
+                rf_score = ""
+                if rf is not None:
+                    merged = pred.merge(rf, on="position", suffixes=("", "_rf"))
+                    score = _metric(kind, merged.y_true.to_numpy(), merged[col + "_rf"].to_numpy())
+                    rf_score = f"{score:.4f}"
+                test = _metric(kind, pred.y_true.to_numpy(), pred[col].to_numpy())
+                epochs = "/".join(f"{int(e)}" for e in group.n_epochs)
+                starts = "/".join("-" if pd.isna(a) else f"{int(a)}" for a in group.anneal_start)
+                notes = "; ".join(sorted({str(n) for n in group.note if isinstance(n, str)}))
+                lines.append(
+                    f"| {task} ({metric}) | {size} | {int(seed)} | "
+                    f"{','.join(map(str, folds))} | {rf_score} | "
+                    f"{variant}{' (picked)' if variant == pick else ''} | {test:.4f} | "
+                    f"{group.inner_valid_loss.mean():.4f} | {epochs} ({starts}) | "
+                    f"{_versus(kind, pred, rf, col)} | {vs_new} | {notes} |")
+    return "\n".join(lines)
+
+
+def plot_learning_curves() -> list[Path]:
+    """One figure per task: test metric against training size, the random forest (seed 0) and
+    each CGCNN variant (every seed a dot, the mean over seeds a line), on the folds the default
+    ran at 1k (fold means for the 5-fold dielectric_n)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = pd.read_csv(CSV)
+    rows["size"] = [_size(t, n) for t, n in zip(rows.task, rows.n_train, strict=True)]
+    written = []
+    for task, (_, metric) in TASKS.items():
+        sub = rows[rows.task == task]
         if sub.empty:
             continue
-        folds = sorted(sub.fold.unique())
-        rf = _rf_predictions(task, n_train)
-        pick = sub.groupby("variant").inner_valid_loss.mean().idxmin()
-        col = "p_true" if kind == "classification" else "y_pred"
-        default = _cgcnn_predictions(task, "new", 0, folds, n_train)
-        for variant, group in sub.groupby("variant"):
-            if sorted(group.fold) != folds:
-                continue
-            pred = _cgcnn_predictions(task, variant, 0, folds, n_train)
-            vs_new = ""
-            if default is not None and variant != "new":
-                both = pred.merge(default, on="position", suffixes=("", "_new"))
-                d, lo, hi = paired_bootstrap(kind, both.y_true.to_numpy(), both[col].to_numpy(),
-                                             both[col + "_new"].to_numpy())
-                vs_new = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-            test = _metric(kind, pred.y_true.to_numpy(), pred[col].to_numpy())
-            ci, rf_score = "", ""
-            if rf is not None:
-                merged = pred.merge(rf, on="position", suffixes=("", "_rf"))
-                if len(merged) == len(pred):
-                    y = merged.y_true.to_numpy()
-                    d, lo, hi = paired_bootstrap(kind, y, merged[col].to_numpy(),
-                                                 merged[col + "_rf"].to_numpy())
-                    ci = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-                    rf_score = f"{_metric(kind, y, merged[col + '_rf'].to_numpy()):.4f}"
-            epochs = "/".join(f"{int(e)}" for e in group.n_epochs)
-            starts = "/".join("-" if pd.isna(a) else f"{int(a)}" for a in group.anneal_start)
-            mark = " (picked)" if variant == pick else ""
-            lines.append(
-                f"| {task} ({metric}) | {int(group.n_train.mean())} | {rf_score} | "
-                f"{variant}{mark} | {test:.4f} | {group.inner_valid_loss.mean():.4f} | "
-                f"{epochs} ({starts}) | {ci} | {vs_new} |")
-    return "\n".join(lines)
+        # the folds every curve has (5-fold dielectric_n: those of the default at 1k, seed 0)
+        ref = sub[(sub.variant == "new") & (sub["size"] == 1000) & (sub.seed == 0)]
+        folds = sorted(int(f) for f in ref.fold) or [0]
+        sub = sub[sub.fold.isin(folds)]
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        rf_rows = sub[sub.variant == "rf"]
+        if task != "dielectric_n" and (RESULTS / f"{task}.csv").is_file():
+            bench = pd.read_csv(RESULTS / f"{task}.csv")
+            bench = bench[(bench.model == "rf-magpie") & (bench.fold == 0)]
+            extra = bench.groupby("n_train")[metric].first().reset_index()
+            extra = extra[~extra.n_train.isin(rf_rows["size"])]
+            rf_curve = pd.concat([rf_rows.groupby("size")[metric].mean(),
+                                  extra.set_index("n_train")[metric]]).sort_index()
+        else:
+            rf_curve = rf_rows.groupby("size")[metric].mean()
+        rf_curve = rf_curve[rf_curve.index <= 4000]
+        ax.plot(rf_curve.index, rf_curve.to_numpy(), "s-", color="0.4", label="RF-SCM/Magpie")
+        for variant, group in sub[sub.variant != "rf"].groupby("variant"):
+            per_seed = group.groupby(["size", "seed"])[metric].mean().reset_index()
+            mean = per_seed.groupby("size")[metric].mean()
+            n_seeds = per_seed.groupby("size").seed.nunique()
+            line, = ax.plot(mean.index, mean.to_numpy(), "o-",
+                            label=f"CGCNN {variant} (seeds: {'/'.join(map(str, n_seeds))})")
+            ax.scatter(per_seed["size"], per_seed[metric], s=12, color=line.get_color(),
+                       alpha=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel("training structures")
+        ax.set_ylabel(f"test {metric}" + (" (fold mean)" if len(folds) > 1 else ""))
+        ax.set_title(f"{task}: small data (fold {','.join(map(str, folds))})")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = RESULTS / f"small_data_{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def _threads() -> int:
@@ -390,31 +495,114 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
+def _run_piece(piece: tuple, threads: int, note: str, device: str) -> str:
+    """One (task, variant, fold, seed, n_train) in a worker process of ``--jobs``."""
+    import traceback
+
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        row = run_one(*piece, note=note, device=device)
+    except Exception:  # one failing piece must not stop the others; the log says why
+        return f"{piece}: FAILED\n{traceback.format_exc()}"
+    return f"{piece}: {'skipped' if row is None else 'done'}"
+
+
+def run_plan(pieces: list[tuple], jobs: int, threads: int, note: str, device: str) -> None:
+    """Run pieces in ``jobs`` processes (each appends its row as soon as it finishes)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    for task, _, fold, _, n in sorted({(p[0], None, p[2], None, p[4]) for p in pieces}):
+        graphs_for(task, fold, n)  # featurize (or load) once, before the workers start
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_piece, piece, threads, note, device) for piece in pieces]
+        for future in as_completed(futures):
+            print(future.result(), flush=True)
+
+
+def read_plan(path: str) -> list[tuple]:
+    """Pieces from a plan file: one ``task variant fold seed n_train`` a line (# comments)."""
+    pieces = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            task, variant, fold, seed, n = line.split()
+            if task not in TASKS or variant not in VARIANTS and variant != "rf":
+                raise ValueError(f"unknown task or variant in plan: {line}")
+            pieces.append((task, variant, int(fold), int(seed), int(n)))
+    return pieces
+
+
+def merge(source: Path) -> int:
+    """Append the rows of another run folder (a device run's output) that this CSV lacks,
+    with their prediction files. Returns the number of rows added."""
+    import shutil
+
+    rows = pd.read_csv(source / "small_data.csv")
+    done, added = _done(), 0
+    for row in rows.to_dict("records"):
+        key = (row["task"], row["variant"], int(row["fold"]), int(row["seed"]),
+               int(row["n_train"]))
+        name = f"{key[0]}-{key[1]}-n{key[4]}-fold{key[2]}-seed{key[3]}.csv"
+        pred = source / "small_data_predictions" / name
+        if key in done or not pred.is_file():
+            continue
+        PRED_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pred, PRED_DIR / name)
+        _append(row)
+        added += 1
+    return added
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("task", nargs="?", choices=sorted(TASKS))
     p.add_argument("--variants", default="new")
     p.add_argument("--folds", default="0")
     p.add_argument("--seeds", default="0")
-    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--n-train", default="1000",
+                   help="one size or a comma-separated list (--report: 'all')")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="pieces run in parallel processes")
+    p.add_argument("--plan", help="a file of pieces: 'task variant fold seed n_train' a line")
     p.add_argument("--note", default="")
     p.add_argument("--featurize-only", action="store_true")
     p.add_argument("--report", action="store_true")
+    p.add_argument("--plot", action="store_true", help="learning-curve plots of every task")
+    p.add_argument("--merge", type=Path, help="append the rows of another run folder")
     args = p.parse_args(argv)
+    sizes = [] if args.n_train == "all" else [int(n) for n in args.n_train.split(",")]
     if args.report:
-        print(report(args.n_train))
+        print(report(sizes if args.n_train != "all" else None))
+        return 0
+    if args.plot:
+        for path in plot_learning_curves():
+            print(path)
+        return 0
+    if args.merge:
+        print(f"{merge(args.merge)} rows added to {CSV}")
+        return 0
+    if args.plan:
+        pieces = read_plan(args.plan)
+    else:
+        pieces = [(args.task, v, int(f), int(s), n) for n in sizes
+                  for f in args.folds.split(",") for s in args.seeds.split(",")
+                  for v in args.variants.split(",")]
+    if args.featurize_only:
+        for task, _, fold, _, n in pieces:
+            graphs_for(task, fold, n)
+        return 0
+    if args.jobs > 1:
+        run_plan(pieces, args.jobs, args.threads, args.note, args.device)
         return 0
     import torch
 
     torch.set_num_threads(args.threads)
-    for fold in (int(k) for k in args.folds.split(",")):
-        graphs_for(args.task, fold, args.n_train)
-        if args.featurize_only:
-            continue
-        for seed in (int(s) for s in args.seeds.split(",")):
-            for variant in args.variants.split(","):
-                run_one(args.task, variant, fold, seed, args.n_train, args.note)
+    for piece in pieces:
+        run_one(*piece, note=args.note, device=args.device)
     return 0
 
 
