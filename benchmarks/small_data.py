@@ -468,6 +468,13 @@ def plot_learning_curves() -> list[Path]:
             rf_curve = rf_rows.groupby("size")[metric].mean()
         rf_curve = rf_curve[rf_curve.index <= 4000]
         ax.plot(rf_curve.index, rf_curve.to_numpy(), "s-", color="0.4", label="RF-SCM/Magpie")
+        if task != "dielectric_n" and (RESULTS / f"{task}.csv").is_file():
+            bench = pd.read_csv(RESULTS / f"{task}.csv")
+            bench = bench[(bench.model == "cgcnn") & (bench.fold == 0) & (bench.n_train <= 4000)]
+            budget = bench.groupby("n_train")[metric].last()
+            if len(budget):
+                ax.plot(budget.index, budget.to_numpy(), "^--", color="0.65",
+                        label="CGCNN `budget` preset (skcgcnn benchmark)")
         for variant, group in sub[sub.variant != "rf"].groupby("variant"):
             per_seed = group.groupby(["size", "seed"])[metric].mean().reset_index()
             mean = per_seed.groupby("size")[metric].mean()
@@ -535,6 +542,32 @@ def read_plan(path: str) -> list[tuple]:
     return pieces
 
 
+def work(plan: str, threads: int, note: str, device: str) -> None:
+    """A worker over a plan file shared with other workers: take the first piece that is
+    neither in the CSV nor claimed (an ``O_EXCL`` file in the cache), run it, read the plan
+    again (it may have been edited meanwhile), until nothing is left."""
+    import torch
+
+    torch.set_num_threads(threads)
+    claims = CACHE / "claims"
+    claims.mkdir(parents=True, exist_ok=True)
+    while True:
+        done = {(t, v, f, s, _size(t, n)) for t, v, f, s, n in _done()}
+        for task, variant, fold, seed, n in read_plan(plan):
+            key = (task, variant, fold, seed, _size(task, n))
+            claim = claims / "{}-{}-fold{}-seed{}-n{}".format(*key)
+            if key in done:
+                continue
+            try:
+                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            run_one(task, variant, fold, seed, n, note=note, device=device)
+            break
+        else:
+            return
+
+
 def merge(source: Path) -> int:
     """Append the rows of another run folder (a device run's output) that this CSV lacks,
     with their prediction files. Returns the number of rows added."""
@@ -568,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="pieces run in parallel processes")
     p.add_argument("--plan", help="a file of pieces: 'task variant fold seed n_train' a line")
+    p.add_argument("--worker", action="store_true",
+                   help="with --plan: take unclaimed pieces one by one (run several workers)")
     p.add_argument("--note", default="")
     p.add_argument("--featurize-only", action="store_true")
     p.add_argument("--report", action="store_true")
@@ -584,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge:
         print(f"{merge(args.merge)} rows added to {CSV}")
+        return 0
+    if args.plan and args.worker:
+        work(args.plan, args.threads, args.note, args.device)
         return 0
     if args.plan:
         pieces = read_plan(args.plan)

@@ -1,0 +1,122 @@
+"""The small-data runner's bookkeeping (``benchmarks/small_data.py``, issue 17).
+
+No network is trained here: these pin what the reported numbers rest on -- the paired bootstrap,
+the plan file, the claims that let several workers share one plan, the merge of a device run's
+rows and the report's pairing of CGCNN and random-forest predictions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "small_data.py"
+
+
+@pytest.fixture
+def sd(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("small_data_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "CSV", tmp_path / "run" / "small_data.csv")
+    monkeypatch.setattr(module, "PRED_DIR", tmp_path / "run" / "small_data_predictions")
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(module, "CACHE", tmp_path / "cache")
+    return module
+
+
+def test_paired_bootstrap_sign_and_interval(sd):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=400)
+    good, bad = y + rng.normal(0, 0.1, 400), y + rng.normal(0, 1.0, 400)
+    d, lo, hi = sd.paired_bootstrap("regression", y, good, bad)
+    assert d == pytest.approx(np.mean(np.abs(good - y)) - np.mean(np.abs(bad - y)))
+    assert lo <= d <= hi < 0
+    assert sd.paired_bootstrap("regression", y, good, good) == (0.0, 0.0, 0.0)
+    labels = (y > 0).astype(int)
+    d, lo, hi = sd.paired_bootstrap("classification", labels, y, -y, n_boot=200)  # AUC 1 vs 0
+    assert (d, lo, hi) == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_plan_file_and_sizes(sd, tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text("# comment\nmatbench_perovskites new 0 1 250  # trailing\n\n"
+                    "dielectric_n rf 3 0 1000\n")
+    assert sd.read_plan(str(plan)) == [("matbench_perovskites", "new", 0, 1, 250),
+                                       ("dielectric_n", "rf", 3, 0, 1000)]
+    plan.write_text("matbench_perovskites no-such-variant 0 0 1000\n")
+    with pytest.raises(ValueError, match="unknown"):
+        sd.read_plan(str(plan))
+    # dielectric_n has fewer than 1,000 training structures a fold: its whole folds are "1k"
+    assert sd._size("dielectric_n", 844) == sd._size("dielectric_n", 1000) == 1000
+    assert sd._size("dielectric_n", 500) == 500
+    assert sd._size("matbench_mp_gap", 2000) == 2000
+
+
+def _row(task, variant, fold, seed, n, mae, **extra):
+    return {"task": task, "variant": variant, "fold": fold, "seed": seed, "n_train": n,
+            "n_test": 4, "mae": mae, "inner_valid_loss": extra.get("valid", np.nan),
+            "n_epochs": extra.get("epochs", np.nan), "anneal_start": np.nan, "note": ""}
+
+
+def _write_predictions(sd, task, variant, n, fold, seed, y, pred):
+    sd.PRED_DIR.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"position": np.arange(len(y)), "y_true": y, "y_pred": pred}).to_csv(
+        sd._pred_file(task, variant, n, fold, seed), index=False)
+
+
+def test_worker_skips_done_and_claimed_pieces(sd, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(sd, "run_one", lambda *piece, **kw: ran.append(piece))
+    sd._append(_row("dielectric_n", "new", 0, 0, 844, 0.3))  # done (844 = the whole fold)
+    claims = sd.CACHE / "claims"
+    claims.mkdir(parents=True)
+    (claims / "dielectric_n-new-fold1-seed0-n1000").touch()  # another worker has it
+    plan = tmp_path / "plan.txt"
+    plan.write_text("dielectric_n new 0 0 1000\ndielectric_n new 1 0 1000\n"
+                    "dielectric_n new 2 0 1000\n")
+    sd.work(str(plan), threads=1, note="", device="cpu")
+    assert ran == [("dielectric_n", "new", 2, 0, 1000)]
+    assert (claims / "dielectric_n-new-fold2-seed0-n1000").is_file()
+
+
+def test_merge_adds_new_rows_once_with_predictions(sd, tmp_path):
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    _write_predictions(sd, "matbench_perovskites", "new", 1000, 0, 0, y, y + 0.1)
+    sd._append(_row("matbench_perovskites", "new", 0, 0, 1000, 0.1))
+    source = tmp_path / "device"
+    (source / "small_data_predictions").mkdir(parents=True)
+    rows = [_row("matbench_perovskites", "new", 0, 0, 1000, 0.5),  # already here: kept out
+            _row("matbench_perovskites", "new", 0, 1, 1000, 0.2),
+            _row("matbench_perovskites", "new", 0, 2, 1000, 0.3)]  # no prediction file
+    pd.DataFrame(rows).to_csv(source / "small_data.csv", index=False)
+    pd.DataFrame({"position": range(4), "y_true": y, "y_pred": y + 0.2}).to_csv(
+        source / "small_data_predictions" / "matbench_perovskites-new-n1000-fold0-seed1.csv",
+        index=False)
+    assert sd.merge(source) == 1
+    assert sd.merge(source) == 0
+    merged = pd.read_csv(sd.CSV)
+    assert sorted(merged.seed) == [0, 1]
+    assert merged[merged.seed == 0].mae.item() == 0.1
+
+
+def test_report_pairs_cgcnn_with_the_forest_of_the_same_folds(sd):
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    for fold in (0, 1):
+        _write_predictions(sd, "dielectric_n", "rf", 844, fold, 0, y, y + 1.0)
+        sd._append(_row("dielectric_n", "rf", fold, 0, 844, 1.0))
+    _write_predictions(sd, "dielectric_n", "new", 844, 0, 0, y, y + 0.5)
+    sd._append(_row("dielectric_n", "new", 0, 0, 844, 0.5, valid=0.4, epochs=10))
+    _write_predictions(sd, "dielectric_n", "ft-eform", 844, 0, 0, y, y + 0.25)
+    sd._append(_row("dielectric_n", "ft-eform", 0, 0, 844, 0.25, valid=0.2, epochs=12))
+    table = sd.report([1000])
+    rows = [line for line in table.splitlines() if line.startswith("| dielectric_n")]
+    assert len(rows) == 2
+    ft = next(r for r in rows if "ft-eform" in r)
+    # RF of fold 0 only (1.0), the difference to RF and to the default, the inner-valid pick
+    assert "| 1.0000 | ft-eform (picked) | 0.2500 |" in ft
+    assert "-0.7500 [-0.7500, -0.7500]" in ft and "-0.2500 [-0.2500, -0.2500]" in ft
