@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import pickle
@@ -223,16 +224,62 @@ def _done() -> set[tuple]:
 
 
 def _append(row: dict[str, Any]) -> None:
+    """Append one row (under a lock). A row with columns the CSV lacks (the first
+    classification row of a CSV begun by regression rows) widens the header: the file is
+    rewritten with every earlier row kept and the new columns empty for them."""
     import fcntl
 
     CSV.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([row])
-    with open(CSV, "a", encoding="utf-8") as fh:
+    with open(CSV, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        header = fh.tell() == 0
-        if not header:
-            frame = frame.reindex(columns=pd.read_csv(CSV, nrows=0).columns)
-        frame.to_csv(fh, header=header, index=False)
+        if fh.tell() == 0:
+            frame.to_csv(fh, header=True, index=False)
+            return
+        fh.seek(0)
+        old = pd.read_csv(fh, dtype=str, keep_default_na=False)  # earlier rows kept as text
+        new_cols = [c for c in frame.columns if c not in old.columns]
+        if new_cols:
+            text = pd.read_csv(io.StringIO(frame.to_csv(index=False)), dtype=str,
+                               keep_default_na=False)
+            fh.seek(0)
+            fh.truncate()
+            pd.concat([old, text], ignore_index=True).fillna("").to_csv(fh, index=False)
+        else:
+            fh.seek(0, os.SEEK_END)
+            frame.reindex(columns=old.columns).to_csv(fh, header=False, index=False)
+
+
+def backfill_classification_scores() -> int:
+    """Fill ``roc_auc``/``accuracy`` of classification rows written before the CSV had those
+    columns (they were dropped by the earlier ``_append``), from the row's own saved test
+    predictions. Returns the number of rows filled."""
+    import fcntl
+
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    with open(CSV, "r+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        rows = pd.read_csv(fh, dtype=str, keep_default_na=False)  # other cells kept as text
+        for col in ("roc_auc", "accuracy"):
+            if col not in rows.columns:
+                rows[col] = ""
+        filled = 0
+        for i, r in rows.iterrows():
+            if TASKS[r.task][0] != "classification" or r.roc_auc != "":
+                continue
+            path = _pred_file(r.task, r.variant, int(r.n_train), int(r.fold), int(r.seed))
+            if not path.is_file():
+                continue
+            pred = pd.read_csv(path)
+            rows.loc[i, "roc_auc"] = repr(float(roc_auc_score(pred.y_true, pred.p_true)))
+            rows.loc[i, "accuracy"] = repr(float(accuracy_score(pred.y_true, pred.y_pred)))
+            filled += 1
+        if filled:
+            fh.seek(0)
+            fh.truncate()
+            rows.to_csv(fh, index=False)
+    return filled
 
 
 def _versions() -> str:
@@ -608,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true")
     p.add_argument("--plot", action="store_true", help="learning-curve plots of every task")
     p.add_argument("--merge", type=Path, help="append the rows of another run folder")
+    p.add_argument("--backfill", action="store_true",
+                   help="fill missing roc_auc/accuracy of classification rows from predictions")
     args = p.parse_args(argv)
     sizes = [] if args.n_train == "all" else [int(n) for n in args.n_train.split(",")]
     if args.report:
@@ -619,6 +668,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge:
         print(f"{merge(args.merge)} rows added to {CSV}")
+        return 0
+    if args.backfill:
+        print(f"{backfill_classification_scores()} classification rows filled in {CSV}")
         return 0
     if args.plan and args.worker:
         work(args.plan, args.threads, args.note, args.device)

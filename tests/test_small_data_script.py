@@ -120,3 +120,31 @@ def test_report_pairs_cgcnn_with_the_forest_of_the_same_folds(sd):
     # RF of fold 0 only (1.0), the difference to RF and to the default, the inner-valid pick
     assert "| 1.0000 | ft-eform (picked) | 0.2500 |" in ft
     assert "-0.7500 [-0.7500, -0.7500]" in ft and "-0.2500 [-0.2500, -0.2500]" in ft
+
+
+def test_a_classification_row_widens_the_csv_and_old_rows_keep_their_text(sd):
+    sd._append(_row("dielectric_n", "new", 0, 0, 844, 0.3, epochs=58))
+    before = sd.CSV.read_text().splitlines()
+    row = _row("matbench_mp_is_metal", "new", 0, 0, 1000, np.nan)
+    del row["mae"]
+    sd._append({**row, "roc_auc": 0.875, "accuracy": 0.8})
+    after = pd.read_csv(sd.CSV)
+    assert list(after.columns[-2:]) == ["roc_auc", "accuracy"]
+    assert after.roc_auc.iloc[1] == 0.875 and pd.isna(after.roc_auc.iloc[0])
+    # the earlier row is the same text, only longer by the two empty cells
+    assert sd.CSV.read_text().splitlines()[1] == before[1] + ",,"
+
+
+def test_backfill_fills_dropped_classification_scores_from_predictions(sd):
+    sd._append(_row("dielectric_n", "new", 0, 0, 844, 0.3))
+    row = _row("matbench_mp_is_metal", "new", 0, 0, 1000, np.nan)  # no roc_auc column
+    sd._append(row)
+    sd.PRED_DIR.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"position": range(4), "y_true": [0, 0, 1, 1], "y_pred": [0, 1, 1, 1],
+                  "p_true": [0.1, 0.6, 0.4, 0.9]}).to_csv(
+        sd._pred_file("matbench_mp_is_metal", "new", 1000, 0, 0), index=False)
+    assert sd.backfill_classification_scores() == 1
+    assert sd.backfill_classification_scores() == 0
+    rows = pd.read_csv(sd.CSV)
+    assert rows.roc_auc.iloc[1] == 0.75 and rows.accuracy.iloc[1] == 0.75
+    assert pd.isna(rows.roc_auc.iloc[0]) and rows.mae.iloc[0] == 0.3
