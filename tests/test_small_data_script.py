@@ -148,3 +148,14 @@ def test_backfill_fills_dropped_classification_scores_from_predictions(sd):
     rows = pd.read_csv(sd.CSV)
     assert rows.roc_auc.iloc[1] == 0.75 and rows.accuracy.iloc[1] == 0.75
     assert pd.isna(rows.roc_auc.iloc[0]) and rows.mae.iloc[0] == 0.3
+
+
+def test_pick_uses_the_inner_score_only_where_every_variant_has_one(sd):
+    runs = pd.DataFrame({"variant": ["new", "ft-eform", "new-l1"],
+                         "inner_valid_loss": [0.4, 0.3, 0.1],  # L1 loss: another scale
+                         "inner_valid_score": [0.30, 0.25, 0.28]})
+    assert sd._pick(runs, "regression") == "ft-eform"
+    assert sd._pick(runs.assign(inner_valid_score=[0.3, 0.5, 0.6]), "classification") == "new-l1"
+    # a score missing: the loss decides, among variants trained on the default loss only
+    assert sd._pick(runs.assign(inner_valid_score=[np.nan, 0.25, 0.28]), "regression") == \
+        "ft-eform"
