@@ -45,7 +45,7 @@ def _is_pickle(path: str | Path) -> bool:
 # ----------------------------------------------------------------------------- reading data
 def _read_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Path | None]:
     """ids, structures, targets (None without id_prop.csv) and atom_init.json path of a folder."""
-    from .datasets import _read_cif, read_cif_folder
+    from ._cif_folder import _read_cif, read_cif_folder
 
     root = Path(folder)
     if root.is_dir() and not (root / "id_prop.csv").is_file():  # prediction on bare CIFs
