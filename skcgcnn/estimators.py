@@ -6,29 +6,32 @@ any scikit-learn estimator: ``fit``/``predict``/``score``, ``clone``, ``GridSear
 constructor argument (including skorch's ``module__*``, ``optimizer__*``, ``callbacks__*`` and
 ``featurizer__*``), pickling.
 
-This module holds what differs between the two (target scaling, label encoding); what they share
-is in :mod:`skcgcnn._mixin`, the data path in :mod:`skcgcnn.batch` and the runtime (RNG, devices,
+This module holds what differs between the two (target scaling, label encoding; the functions
+that check, standardise and encode y are in :mod:`skcgcnn._targets`); what they share is in
+:mod:`skcgcnn._mixin`, the data path in :mod:`skcgcnn.batch` and the runtime (RNG, devices,
 weighted loss) in :mod:`skcgcnn._runtime`.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.exceptions import DataConversionWarning
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import type_of_target
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, EpochScoring
 
 from ._mixin import VALID_FRACTION, _CGCNNMixin
 from ._output import document_skorch_defaults
+from ._targets import (
+    class_labels,
+    class_weights,
+    encode_labels,
+    fit_label_encoder,
+    regression_targets,
+    standardisation,
+)
 from ._validation import _check_all_featurized, _sample_weights
 from .batch import GraphDataset, graph_dataset
 from .featurizer import CrystalGraphFeaturizer
@@ -184,24 +187,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         )
 
     def _targets(self, y: Any, warm: bool) -> np.ndarray:
-        y = np.asarray(y)
-        if y.dtype == object:
-            try:
-                y = y.astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"y must be numeric for regression: {exc}") from exc
-        if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
-            raise ValueError(f"y must be numeric for regression, got dtype {y.dtype}")
-        if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
-        y = y.astype(np.float64)
-        bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"y contains NaN or infinity at index {k} ({int(bad.sum())} such rows)"
-            )
-        return y
+        return regression_targets(y)
 
     def fit(
         self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any
@@ -241,9 +227,7 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
             self.y_ndim_ = y.ndim
             y2 = y.reshape(len(y), -1)
             self.n_outputs_ = y2.shape[1]
-            self.y_mean_ = np.average(y2, axis=0, weights=weight)
-            scale = np.sqrt(np.average((y2 - self.y_mean_) ** 2, axis=0, weights=weight))
-            self.y_scale_ = np.where(scale > 0, scale, 1.0)
+            self.y_mean_, self.y_scale_ = standardisation(y2, weight)
         scaled = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
         if weight is None:
             return graphs, scaled
@@ -402,55 +386,13 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
 
     def _targets(self, y: Any, warm: bool) -> np.ndarray:
         """Labels validated and encoded as 0..n_classes-1 (the encoder is kept when ``warm``)."""
-        raw = np.asarray(y, dtype=object)  # before numpy turns ["a", 1, nan] into strings
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected. Please change the "
-                "shape of y to (n_samples,), for example using ravel().",
-                DataConversionWarning,
-                stacklevel=4,
-            )
-            y, raw = y[:, 0], raw[:, 0]
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D for classification, got shape {y.shape}")
-        missing = pd.isna(raw)
-        if missing.any():
-            raise ValueError(f"y contains a missing value (NaN/None) at index "
-                             f"{int(np.flatnonzero(missing)[0])}")
-        is_str = np.array([isinstance(v, (str, bytes)) for v in raw], dtype=bool)
-        if is_str.any() and not is_str.all():
-            k = int(np.flatnonzero(is_str != is_str[0])[0])
-            raise ValueError(
-                f"y mixes label types: y[0] is {type(raw[0]).__name__} and y[{k}] is "
-                f"{type(raw[k]).__name__}; use one type for all labels"
-            )
-        if (not warm and self.classes is None
-                and getattr(self, "_partial_fit_classes", None) is None):
-            kind = type_of_target(y)
-            if kind.startswith("continuous"):
-                raise ValueError(
-                    f"y looks like continuous values ({len(np.unique(y))} distinct floats); a "
-                    "classifier needs class labels: for numbers to predict use CGCNNRegressor"
-                )
+        y = class_labels(y)
         if not warm:
-            encoder = LabelEncoder()
             classes = getattr(self, "_partial_fit_classes", None)
-            if classes is None:
-                classes = self.classes
-            encoder.fit(y if classes is None else np.asarray(classes))
-            if len(encoder.classes_) < 2:
-                raise ValueError(
-                    f"y has only one class ({encoder.classes_.tolist()[0]!r}); a classifier "
-                    "needs at least 2 classes"
-                )
-            self.label_encoder_ = encoder
-            self.n_outputs_ = len(encoder.classes_)
-        unknown = ~np.isin(y, self.label_encoder_.classes_)
-        if unknown.any():
-            raise ValueError(f"y[{int(np.flatnonzero(unknown)[0])}] is not one of the classes "
-                             f"{self.label_encoder_.classes_.tolist()}")
-        return self.label_encoder_.transform(y).astype(np.int64)
+            self.label_encoder_ = fit_label_encoder(
+                y, self.classes if classes is None else classes)
+            self.n_outputs_ = len(self.label_encoder_.classes_)
+        return encode_labels(y, self.label_encoder_)
 
     def _training_data(
         self, graphs: np.ndarray, y: np.ndarray, valid: np.ndarray, warm: bool, fit_params: dict
@@ -462,17 +404,7 @@ class CGCNNClassifier(_CGCNNMixin, NeuralNetClassifier):
 
     def _class_weights(self, y: np.ndarray) -> np.ndarray:
         """``class_weight`` as one weight per encoded class, computed on the codes ``y``."""
-        class_weight = self.class_weight
-        if isinstance(class_weight, dict):  # keyed by the user's labels; the loss sees codes
-            labels = self.classes_.tolist()
-            unknown = [key for key in class_weight if key not in labels]
-            if unknown:
-                raise ValueError(
-                    f"class_weight has labels {unknown} that are not classes: {labels}"
-                )
-            class_weight = {code: class_weight[label] for code, label in enumerate(labels)
-                            if label in class_weight}
-        return compute_class_weight(class_weight, classes=np.arange(self.n_outputs_), y=y)
+        return class_weights(self.class_weight, self.classes_, y)
 
     def initialize_criterion(self) -> Any:
         kwargs = self.get_params_for("criterion")
