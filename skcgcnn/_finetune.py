@@ -123,15 +123,16 @@ def resolve_init_source(init_from: Any) -> InitSource:
     InitSource
     """
     from . import _cgcnn2 as pretrained
-    from . import _checkpoint_io as checkpoints
+    from ._checkpoint_file import _check_structure, read_checkpoint
+    from ._checkpoint_io import checkpoint_dict
 
     if isinstance(init_from, str | os.PathLike):
         path = Path(init_from)
         if path.exists():
-            return _from_checkpoint(checkpoints.read_checkpoint(path), str(path))
+            return _from_checkpoint(read_checkpoint(path), str(path))
         if isinstance(init_from, str) and init_from in pretrained.MODELS:
             source = _from_checkpoint(
-                checkpoints.read_checkpoint(pretrained.checkpoint_path(init_from)), init_from
+                read_checkpoint(pretrained.checkpoint_path(init_from)), init_from
             )
             source.table = resolve_atom_features(pretrained.atom_init_path())
             return source
@@ -145,10 +146,10 @@ def resolve_init_source(init_from: Any) -> InitSource:
                 f"init_from is an unfitted {type(init_from).__name__}; pass a fitted estimator, "
                 "a checkpoint path or a pretrained model's name"
             )
-        return _from_checkpoint(checkpoints.checkpoint_dict(init_from),
+        return _from_checkpoint(checkpoint_dict(init_from),
                                 f"a fitted {type(init_from).__name__}")
     if isinstance(init_from, Mapping) and "state_dict" in init_from:
-        checkpoints._check_structure(init_from, "init_from")
+        _check_structure(init_from, "init_from")
         return _from_checkpoint(init_from, "a checkpoint dict")
     if isinstance(init_from, torch.nn.Module):
         table = getattr(init_from, "atom_features", None)

@@ -40,7 +40,7 @@ def save_params_file(est: Any, f: Any) -> None:
 
 
 def _read(f: Any) -> Any:
-    from ._checkpoint_io import _torch_load
+    from ._checkpoint_file import _torch_load
 
     if hasattr(f, "read"):
         return _torch_load(f)
@@ -62,7 +62,8 @@ def load_params_file(est: Any, f: Any, initialize: Any) -> None:
     ``initialize`` is the estimator's (device-aware) ``initialize``; it runs when ``est`` has no
     module yet or one built for another element table or number of outputs. The history is kept.
     """
-    from ._checkpoint_io import _check_structure, restore_fitted_state
+    from ._checkpoint_file import _check_structure
+    from ._checkpoint_io import restore_fitted_state
 
     content = _read(f)
     where = f if isinstance(f, str) else getattr(f, "name", "f_params")

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from ._checkpoint_io import build_estimator, checkpoint_dict, read_checkpoint
+from ._checkpoint_file import read_checkpoint
+from ._checkpoint_io import build_estimator, checkpoint_dict
 from ._finetune import init_module_from
 from .estimators import CGCNNClassifier, CGCNNRegressor
 

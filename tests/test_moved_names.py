@@ -23,6 +23,7 @@ MOVED = [
     ("skcgcnn.datasets", "read_cif_folder", "skcgcnn._cif_folder"),
     ("skcgcnn.datasets", "ID_PROP_FILE", "skcgcnn._cif_folder"),
     ("skcgcnn.datasets", "ATOM_INIT_FILE", "skcgcnn._cif_folder"),
+    ("skcgcnn.checkpoints", "read_checkpoint", "skcgcnn._checkpoint_file"),
 ]
 #: Module constants that were importable but never in the old module's ``__all__``.
 UNLISTED = {"ID_PROP_FILE", "ATOM_INIT_FILE"}
