@@ -34,6 +34,10 @@ concrete device, while ``device="auto"`` must stay ``"auto"`` for ``get_params``
 device is resolved once per fit into ``device_``, our hooks use that, and skorch's own
 ``initialize``/``load_params`` run on a view of the estimator with the concrete device
 (:func:`skcgcnn._runtime.on_device`). No call changes a parameter of the estimator.
+
+Two jobs have bases of their own, which override no skorch method: what X is and whether it fits
+the fitted graph settings (:mod:`skcgcnn._graph_inputs`), and what a fitted model computes for X
+(:mod:`skcgcnn._prediction`); the work on y is in :mod:`skcgcnn._targets`.
 """
 
 from __future__ import annotations
