@@ -427,7 +427,21 @@ def test_ctrl_c_without_checkpoints_records_nothing(tiny_task, tmp_path, monkeyp
     real = runner.make_model
     monkeypatch.setattr(runner, "make_model", lambda *a, **k: real(*a, **k).set_params(
         callbacks=[("ctrl_c", _SigintAtEpoch(1))]))
+    before = signal.getsignal(signal.SIGINT)  # default, or SIG_IGN in a background job
     with pytest.raises(FoldInterrupted):
         _run_default(tiny_task, tmp_path)
     assert not (tmp_path / "matbench_perovskites.csv").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
+
+
+def test_an_ignored_sigint_stays_ignored():
+    from skcgcnn.benchmark.fold_state import StopAtEpochEnd, stop_at_epoch_end
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_at_epoch_end(StopAtEpochEnd(), verbose=0):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # handled
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -65,8 +65,8 @@ class StopAtEpochEnd(Callback):
 @contextlib.contextmanager
 def stop_at_epoch_end(stop: StopAtEpochEnd, verbose: int = 1) -> Iterator[None]:
     """While active, the first SIGINT / SIGTERM sets ``stop.requested``; a second SIGINT
-    interrupts at once (``KeyboardInterrupt``). Signal handlers can only be set in the main
-    thread: elsewhere this does nothing."""
+    interrupts at once (``KeyboardInterrupt``). A signal the process ignores stays ignored.
+    Signal handlers can only be set in the main thread: elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -80,7 +80,9 @@ def stop_at_epoch_end(stop: StopAtEpochEnd, verbose: int = 1) -> Iterator[None]:
                   "from its checkpoint when the same command is run again; Ctrl-C again to "
                   "stop now).", flush=True)
 
-    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a signal the process ignores (SIGINT of a `nohup ... &` job) stays ignored
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:
