@@ -369,6 +369,15 @@ def test_baseline_n_jobs_changes_speed_not_results(tiny_task):
     np.testing.assert_allclose(parallel.predict(X[test]), serial.predict(X[test]), rtol=1e-12)
 
 
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT as in a terminal (Python's default handler), also when the test run itself was
+    started in the background (where SIGINT is ignored, and stays ignored by design)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class _SigintAtEpoch(Callback):
     """Sends this process a SIGINT (as Ctrl-C would) when epoch ``epoch`` begins."""
 
@@ -387,7 +396,8 @@ def _run_default(tiny_task, results, **kwargs):
 
 
 @pytest.mark.parametrize("preset", ["default", "budget"])  # AnnealOnPlateau, BudgetCosineLR
-def test_a_stopped_fold_resumes_to_the_straight_run(tiny_task, tmp_path, monkeypatch, preset):
+def test_a_stopped_fold_resumes_to_the_straight_run(tiny_task, tmp_path, monkeypatch, preset,
+                                                     interactive_sigint):
     import skcgcnn.benchmark.runner as runner
 
     straight = _run_default(tiny_task, tmp_path / "straight", preset=preset)
@@ -421,13 +431,14 @@ def test_a_stopped_fold_resumes_to_the_straight_run(tiny_task, tmp_path, monkeyp
     np.testing.assert_allclose(b["y_pred"], a["y_pred"], rtol=1e-5, atol=1e-6)
 
 
-def test_ctrl_c_without_checkpoints_records_nothing(tiny_task, tmp_path, monkeypatch):
+def test_ctrl_c_without_checkpoints_records_nothing(tiny_task, tmp_path, monkeypatch,
+                                                    interactive_sigint):
     import skcgcnn.benchmark.runner as runner
 
     real = runner.make_model
     monkeypatch.setattr(runner, "make_model", lambda *a, **k: real(*a, **k).set_params(
         callbacks=[("ctrl_c", _SigintAtEpoch(1))]))
-    before = signal.getsignal(signal.SIGINT)  # default, or SIG_IGN in a background job
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(FoldInterrupted):
         _run_default(tiny_task, tmp_path)
     assert not (tmp_path / "matbench_perovskites.csv").exists()
