@@ -159,3 +159,38 @@ def test_pick_uses_the_inner_score_only_where_every_variant_has_one(sd):
     # a score missing: the loss decides, among variants trained on the default loss only
     assert sd._pick(runs.assign(inner_valid_score=[np.nan, 0.25, 0.28]), "regression") == \
         "ft-eform"
+
+
+class _Refit:
+    """Stands in for a refitted network: fixed test predictions, a fixed inner split."""
+
+    def __init__(self, test_pred):
+        self.test_pred = test_pred
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.test_pred if len(X) == len(self.test_pred) else np.zeros(len(X))
+
+    def get_split_datasets(self, X, y):
+        return None, type("Valid", (), {"indices": [0, 1]})()
+
+
+@pytest.mark.parametrize("shift, filled", [(0.0, True), (1e-3, False)])
+def test_rescore_fills_the_inner_score_only_for_the_same_model(sd, monkeypatch, shift, filled):
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    data = {"kind": "regression", "train": np.arange(3), "y_train": np.array([1.0, 3.0, 5.0]),
+            "g_train": np.array([None] * 3, dtype=object), "test": np.arange(4), "y_test": y,
+            "g_test": np.array([None] * 4, dtype=object)}
+    monkeypatch.setattr(sd, "graphs_for", lambda *args: data)
+    monkeypatch.setattr(sd, "make_cgcnn", lambda *args: _Refit(y + 0.5 + shift))
+    _write_predictions(sd, "dielectric_n", "new", 3, 0, 0, y, y + 0.5)
+    sd._append(_row("dielectric_n", "new", 0, 0, 3, 0.5))
+    assert sd.rescore("dielectric_n", "new", 0, 0, 1000) is filled
+    rows = pd.read_csv(sd.CSV)
+    if filled:  # inner split = structures 0 and 1, predicted 0: MAE (1 + 3) / 2
+        assert rows.inner_valid_score.item() == 2.0 and "refit" in rows.note.item()
+        assert sd._rescored() == {("dielectric_n", "new", 0, 0, 3)}
+    else:
+        assert "inner_valid_score" not in rows
