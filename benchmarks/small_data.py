@@ -463,7 +463,15 @@ def _predictions(task: str, variant: str, runs: pd.DataFrame) -> pd.DataFrame | 
 def _pick(runs: pd.DataFrame, kind: str) -> str:
     """The variant the training data picks: the best mean inner-validation score (MAE or
     ROC-AUC in target units, on the estimator's inner split) where every variant has one, else
-    the lowest inner-validation loss among variants trained on the default loss."""
+    the lowest inner-validation loss among variants trained on the default loss; means over
+    the (fold, seed) pairs every variant ran, where there are such pairs."""
+    if {"fold", "seed"} <= set(runs.columns):
+        pairs = runs.groupby("variant").apply(lambda g: set(zip(g.fold, g.seed, strict=True)),
+                                              include_groups=False)
+        common = set.intersection(*pairs)
+        if common:
+            keep = [(f, s) in common for f, s in zip(runs.fold, runs.seed, strict=True)]
+            runs = runs[np.array(keep)]
     if "inner_valid_score" in runs and runs.inner_valid_score.notna().all():
         score = runs.groupby("variant").inner_valid_score.mean()
         return score.idxmax() if kind == "classification" else score.idxmin()

@@ -194,3 +194,10 @@ def test_rescore_fills_the_inner_score_only_for_the_same_model(sd, monkeypatch, 
         assert sd._rescored() == {("dielectric_n", "new", 0, 0, 3)}
     else:
         assert "inner_valid_score" not in rows
+
+
+def test_pick_compares_variants_on_the_folds_they_share(sd):
+    runs = pd.DataFrame({"variant": ["new", "new", "ft-eform"], "fold": [0, 1, 0],
+                         "seed": [0, 0, 0], "inner_valid_loss": [0.40, 0.05, 0.30]})
+    # over fold 0 (the only fold both ran): ft-eform; over all rows "new" would look better
+    assert sd._pick(runs, "regression") == "ft-eform"
