@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback, Checkpoint, LoadInitState
+from skorch.callbacks import Callback
 
 from skcgcnn import CGCNNRegressor
+from skcgcnn.benchmark.fold_state import checkpoint_callbacks
 from skcgcnn.store import GraphStore
 
 HERE = Path(__file__).resolve().parent
@@ -108,23 +109,21 @@ def main() -> None:
     y = store.targets
     print(f"store opened, fold 0 mapped: {time.perf_counter() - t0:.1f} s; "
           f"train {len(train)}, test {len(test)}", flush=True)
-    last = Checkpoint(dirname=str(work), monitor=None)  # every epoch: the whole state
-    best = Checkpoint(dirname=str(work), monitor="valid_loss_best", fn_prefix="best_",
-                      f_optimizer=None, f_criterion=None, f_history=None, load_best=True,
-                      event_name="event_best")  # the best epoch's weights, restored at the end
-    resume = [("resume", LoadInitState(last))] if (work / "params.pt").exists() else []
+    # the whole state every epoch, the best epoch's weights (restored at the end), and
+    # LoadInitState when a checkpoint is on disk: the runner's --checkpoint callbacks
+    checkpoints = checkpoint_callbacks(work, validated=True)
+    resumable = any(name == "fold_resume" for name, _ in checkpoints)
     if args.command == "train":
         log = EpochLog(results / "mp_gap_fold0_epochs.csv", float(np.std(y[train])))
-        model = estimator([("last", last), ("best", best), *resume, ("epoch_log", log)],
-                          **params)
+        model = estimator([*checkpoints, ("epoch_log", log)], **params)
         model.fit(store[train], y[train])
         return
-    if not resume:
+    if not resumable:
         raise SystemExit(f"no checkpoint in {work}: train first")
     history = json.loads((work / "history.json").read_text())
     done = len(history)
     # a resumed fit with nothing left to train: sets the fitted attributes, loads the weights
-    model = estimator([("best", best), *resume], **{**params, "max_epochs": done})
+    model = estimator(checkpoints, **{**params, "max_epochs": done})
     model.fit(store[train], y[train])
     t0, c0 = time.perf_counter(), time.process_time()
     pred = model.predict(store[test])

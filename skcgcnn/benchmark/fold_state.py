@@ -121,7 +121,8 @@ def checkpoint_callbacks(folder: Path, validated: bool) -> list[tuple[str, Any]]
     if validated:
         callbacks.append(("fold_best", Checkpoint(
             dirname=str(folder), monitor="valid_loss_best", fn_prefix="best_",
-            f_optimizer=None, f_criterion=None, f_history=None, load_best=True)))
+            f_optimizer=None, f_criterion=None, f_history=None, load_best=True,
+            event_name="event_best")))  # its own history key, not a second "event_cp"
     if (folder / "params.pt").is_file() and (folder / "history.json").is_file():
         callbacks.append(("fold_resume", LoadInitState(last)))
     return callbacks
