@@ -186,6 +186,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a log-transformed target (sklearn's TransformedTargetRegressor around the default): for
     # positive, right-skewed targets such as the refractive index n (1.3 to 16)
     "new-logy": {"schedule": _schedule, "params": {}, "log_target": True},
+    # a hurdle model for targets with a mass at 0 (band gaps: 0 for every metal): the default
+    # classifier for y == 0 and the default regressor on y != 0 (CGCNNHurdleRegressor)
+    "hurdle": {"schedule": _schedule, "params": {}, "hurdle": True},
 }
 
 
@@ -208,6 +211,13 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
         return cls(random_state=seed, verbose=0, atom_features=clone(base).atom_features,
                    init_from=str(pretrained.checkpoint_path(spec["finetune"])),
                    device=device, **arch, **params)
+    if spec.get("hurdle"):
+        from skcgcnn import CGCNNHurdleRegressor
+
+        return CGCNNHurdleRegressor(
+            CGCNNClassifier(verbose=0, device=device, **{**_schedule("classification"),
+                                                          **spec["params"]}),
+            CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
     model = cls(random_state=seed, verbose=0, device=device, **params)
     if spec.get("log_target"):
         from sklearn.compose import TransformedTargetRegressor
@@ -348,9 +358,17 @@ def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
         valid = [h.get("valid_loss") for h in hist if h.get("valid_loss") is not None]
         best = int(np.argmin(valid)) + 1 if valid else None
         anneal = [h.get("anneal_start") for h in hist if h.get("anneal_start") is not None]
+        hurdle = bool(VARIANTS[variant].get("hurdle"))
+        if hurdle:  # the regressor's numbers; the classifier's go to the note
+            clf = model.classifier_.history_
+            note = (f"{note}; " if note else "") + (
+                f"hurdle: zero fraction {model.zero_fraction_:.3f}, classifier "
+                f"{len(clf)} epochs, best valid loss {min(h['valid_loss'] for h in clf):.4f}")
         row.update(
-            inner_valid_loss=float(min(valid)) if valid else math.nan,
-            inner_valid_score=_inner_score(model, data, kind),
+            # a hurdle's two networks hold out different structures (and the regressor only
+            # non-zero ones): no inner split or loss comparable with the other variants
+            inner_valid_loss=math.nan if hurdle or not valid else float(min(valid)),
+            inner_valid_score=math.nan if hurdle else _inner_score(model, data, kind),
             best_epoch=best, n_epochs=len(hist),
             anneal_start=anneal[-1] if anneal else None,
             lr_at_stop=float(net.optimizer_.param_groups[0]["lr"]),

@@ -18,6 +18,7 @@ from ._version import __version__  # noqa: F401 (re-exported)
 _EXPORTS = {
     "CGCNNClassifier": "estimators",
     "CGCNNEnsembleRegressor": "ensemble",
+    "CGCNNHurdleRegressor": "hurdle",
     "CGCNNRegressor": "estimators",
     "CrystalGraph": "graph",
     "CrystalGraphFeaturizer": "featurizer",
