@@ -201,3 +201,47 @@ def test_pick_compares_variants_on_the_folds_they_share(sd):
                          "seed": [0, 0, 0], "inner_valid_loss": [0.40, 0.05, 0.30]})
     # over fold 0 (the only fold both ran): ft-eform; over all rows "new" would look better
     assert sd._pick(runs, "regression") == "ft-eform"
+
+
+SUMMARY = SCRIPT.with_name("small_data_summary.py")
+
+
+def _write_run(sd, task, variant, seed, y, pred, fold=0, n=1000, **extra):
+    positions = np.arange(len(y))
+    sd.PRED_DIR.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"position": positions, "y_true": y, "y_pred": pred}).to_csv(
+        sd._pred_file(task, variant, n, fold, seed), index=False)
+    sd._append({"task": task, "variant": variant, "fold": fold, "seed": seed, "n_train": n,
+                "n_test": len(y), "mae": float(np.mean(np.abs(y - pred))),
+                "inner_valid_loss": extra.get("loss", np.nan),
+                "inner_valid_score": extra.get("score", np.nan), "n_epochs": 10,
+                "anneal_start": 5, "note": ""})
+
+
+def test_summary_pools_seeds_and_never_picks_the_hurdle(sd, monkeypatch):
+    import sys
+
+    spec = importlib.util.spec_from_file_location("small_data_summary_under_test", SUMMARY)
+    summary = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "small_data", sd)  # the summary reads the patched runner
+    spec.loader.exec_module(summary)
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=300)
+    task = "matbench_mp_gap"
+    _write_run(sd, task, "rf", 0, y, y + rng.normal(0, 0.5, 300))
+    for seed in (0, 1):  # the default: better than the forest, a different error per seed
+        _write_run(sd, task, "new", seed, y, y + rng.normal(0, 0.2 + 0.1 * seed, 300),
+                   score=0.3)
+    _write_run(sd, task, "hurdle", 0, y, y, score=np.nan)  # perfect, but no inner split
+    _write_run(sd, task, "new-l1", 0, y, y + rng.normal(0, 2.0, 300), score=0.1)
+    frame = summary.summary([1000]).set_index("variant")
+    new = frame.loc["new"]
+    assert new.seeds == "0/1"
+    per_seed = [float(m) for m in new.per_seed.split("/")]
+    assert new.cgcnn == pytest.approx(np.mean(per_seed), abs=1e-4)  # per_seed: 4 decimals
+    assert new["diff"] == pytest.approx(new.cgcnn - new.rf) and new.hi < 0 and new.verdict == "win"
+    # picked on the inner score among the variants with one, over the seeds they share
+    assert frame.loc["new-l1", "how"] == "picked" and frame.loc["new-l1", "verdict"] == "loss"
+    assert frame.loc["hurdle", "how"] == "a priori"
+    assert summary.verdict("classification", 0.01, 0.02) == "win"
+    assert summary.verdict("regression", -0.01, 0.02) == "tie"

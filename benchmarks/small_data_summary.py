@@ -1,0 +1,137 @@
+"""The small-data verdicts, pooled over seeds: one line per task, size and CGCNN variant.
+
+For every variant, the test metric averaged over the seeds it ran (on the folds the default
+ran), and the difference to the random forest on the same test structures with a 95 %
+interval from a paired bootstrap over those structures: each resample draws test structures
+and recomputes mean-over-seeds metric(CGCNN) - metric(RF). "win" / "loss" when the interval
+excludes 0 (in the metric's better / worse direction), "tie" otherwise.
+
+The variant that the training data picks (``small_data._pick``: the inner-validation score or
+loss, never the test fold) is marked; variants that hold out no comparable inner split (the
+hurdle model, whose two networks see different structures) are never picked by it and are
+marked "a priori": they are chosen for a kind of target (a mass at zero), not by a score.
+
+Usage::
+
+    python benchmarks/small_data_summary.py            # markdown table, every size
+    python benchmarks/small_data_summary.py --sizes 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import small_data as sd  # noqa: E402
+
+
+def pooled_versus(kind: str, y: np.ndarray, preds: list[np.ndarray], other: np.ndarray,
+                  n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """mean_s metric(preds[s]) - metric(other), and its 95 % interval over resampled structures
+    (the same draw for every seed: the seeds share the test structures)."""
+    def stat(idx: np.ndarray) -> float:
+        mean = np.mean([sd._metric(kind, y[idx], p[idx]) for p in preds])
+        return float(mean - sd._metric(kind, y[idx], other[idx]))
+
+    rng = np.random.default_rng(seed)
+    diffs = [stat(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return stat(np.arange(len(y))), float(lo), float(hi)
+
+
+def verdict(kind: str, lo: float, hi: float) -> str:
+    better_if_negative = kind == "regression"
+    if hi < 0:
+        return "win" if better_if_negative else "loss"
+    if lo > 0:
+        return "loss" if better_if_negative else "win"
+    return "tie"
+
+
+def _a_priori(variant: str) -> bool:
+    return bool(sd.VARIANTS.get(variant, {}).get("hurdle"))
+
+
+def summary(sizes: list[int] | None = None) -> pd.DataFrame:
+    rows = pd.read_csv(sd.CSV)
+    rows["size"] = [sd._size(t, n) for t, n in zip(rows.task, rows.n_train, strict=True)]
+    out = []
+    for task, (kind, metric) in sd.TASKS.items():
+        col = "p_true" if kind == "classification" else "y_pred"
+        cg = rows[(rows.task == task) & (rows.variant != "rf")]
+        for size in sorted(cg["size"].unique()):
+            if sizes and size not in sizes:
+                continue
+            at = cg[cg["size"] == size]
+            default = at[(at.variant == "new") & (at.seed == 0)]
+            folds = sorted(int(f) for f in default.fold) or [0]
+            at = at[at.fold.isin(folds)]
+            # a variant counts at a seed only when it ran every fold of the default
+            complete = at.groupby(["variant", "seed"]).fold.nunique() == len(folds)
+            complete = complete[complete].index
+            if len(complete) == 0:
+                continue
+            pickable = at[[(v, s) in complete and not _a_priori(v)
+                           for v, s in zip(at.variant, at.seed, strict=True)]]
+            pick = sd._pick(pickable, kind) if len(pickable) else None
+            rf = sd._rf_predictions(task, int(size), folds)
+            for variant in sorted({v for v, _ in complete}, key=lambda v: (v != "new", v)):
+                seeds = sorted(s for v, s in complete if v == variant)
+                preds = [sd._predictions(task, variant, at[(at.variant == variant)
+                                                           & (at.seed == s)]) for s in seeds]
+                if any(p is None for p in preds):
+                    continue
+                base = preds[0][["position", "y_true"]]
+                aligned = [base.merge(p, on=["position", "y_true"])[col].to_numpy()
+                           for p in preds]
+                if any(len(a) != len(base) for a in aligned):
+                    continue
+                per_seed = [sd._metric(kind, base.y_true.to_numpy(), a) for a in aligned]
+                line = {"task": task, "metric": metric, "size": int(size),
+                        "folds": ",".join(map(str, folds)), "variant": variant,
+                        "how": "picked" if variant == pick else
+                               "a priori" if _a_priori(variant) else "",
+                        "seeds": "/".join(map(str, seeds)), "cgcnn": float(np.mean(per_seed)),
+                        "per_seed": "/".join(f"{m:.4f}" for m in per_seed)}
+                if rf is not None:
+                    both = base.merge(rf[["position", col]].rename(columns={col: col + "_rf"}),
+                                      on="position")
+                    if len(both) == len(base):
+                        y = base.y_true.to_numpy()
+                        d, lo, hi = pooled_versus(kind, y, aligned, both[col + "_rf"].to_numpy())
+                        line.update(rf=sd._metric(kind, y, both[col + "_rf"].to_numpy()),
+                                    diff=d, lo=lo, hi=hi, verdict=verdict(kind, lo, hi))
+                out.append(line)
+    return pd.DataFrame(out)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    lines = ["| task (metric) | size | folds | RF | CGCNN variant | seeds | CGCNN (seed mean) "
+             "| per seed | CGCNN - RF [95 % CI] | verdict |", "|" + " --- |" * 10]
+    for r in frame.itertuples():
+        how = f" ({r.how})" if r.how else ""
+        has_rf = isinstance(getattr(r, "rf", None), float) and not np.isnan(r.rf)
+        rf = f"{r.rf:.4f}" if has_rf else ""
+        ci = f"{r.diff:+.4f} [{r.lo:+.4f}, {r.hi:+.4f}]" if has_rf else ""
+        lines.append(f"| {r.task} ({r.metric}) | {r.size} | {r.folds} | {rf} | {r.variant}{how} "
+                     f"| {r.seeds} | {r.cgcnn:.4f} | {r.per_seed} | {ci} | "
+                     f"{r.verdict if has_rf else ''} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="", help="comma-separated sizes (default: all)")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    print(markdown(summary(sizes or None)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
