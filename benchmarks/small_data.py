@@ -189,6 +189,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a hurdle model for targets with a mass at 0 (band gaps: 0 for every metal): the default
     # classifier for y == 0 and the default regressor on y != 0 (CGCNNHurdleRegressor)
     "hurdle": {"schedule": _schedule, "params": {}, "hurdle": True},
+    # five default networks of different seeds, their mean (CGCNNEnsembleRegressor)
+    "ens5": {"schedule": _schedule, "params": {}, "ensemble": 5},
 }
 
 
@@ -218,6 +220,11 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
             CGCNNClassifier(verbose=0, device=device, **{**_schedule("classification"),
                                                           **spec["params"]}),
             CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
+    if spec.get("ensemble"):
+        from skcgcnn import CGCNNEnsembleRegressor
+
+        return CGCNNEnsembleRegressor(CGCNNRegressor(verbose=0, device=device, **params),
+                                      n_estimators=spec["ensemble"], random_state=seed)
     model = cls(random_state=seed, verbose=0, device=device, **params)
     if spec.get("log_target"):
         from sklearn.compose import TransformedTargetRegressor
@@ -353,20 +360,24 @@ def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
     row: dict[str, Any] = {"task": task, "variant": variant, "fold": fold, "seed": seed,
                            "n_train": n, "n_test": len(y), **scores}
     if variant != "rf":
-        net = getattr(model, "regressor_", model)  # the network inside a target transform
+        # the network inside a target transform / a hurdle; an ensemble's first member
+        net = getattr(model, "regressor_", getattr(model, "estimators_", [model])[0])
         hist = net.history_
         valid = [h.get("valid_loss") for h in hist if h.get("valid_loss") is not None]
         best = int(np.argmin(valid)) + 1 if valid else None
         anneal = [h.get("anneal_start") for h in hist if h.get("anneal_start") is not None]
-        hurdle = bool(VARIANTS[variant].get("hurdle"))
-        if hurdle:  # the regressor's numbers; the classifier's go to the note
+        hurdle = bool(VARIANTS[variant].get("hurdle") or VARIANTS[variant].get("ensemble"))
+        if VARIANTS[variant].get("ensemble"):
+            note = (f"{note}; " if note else "") + "epochs of the members: " + "/".join(
+                str(len(m.history_)) for m in model.estimators_)
+        elif hurdle:  # the regressor's numbers; the classifier's go to the note
             clf = model.classifier_.history_
             note = (f"{note}; " if note else "") + (
                 f"hurdle: zero fraction {model.zero_fraction_:.3f}, classifier "
                 f"{len(clf)} epochs, best valid loss {min(h['valid_loss'] for h in clf):.4f}")
         row.update(
-            # a hurdle's two networks hold out different structures (and the regressor only
-            # non-zero ones): no inner split or loss comparable with the other variants
+            # a hurdle's two networks (an ensemble's members) hold out different structures:
+            # no inner split or loss comparable with the other variants
             inner_valid_loss=math.nan if hurdle or not valid else float(min(valid)),
             inner_valid_score=math.nan if hurdle else _inner_score(model, data, kind),
             best_epoch=best, n_epochs=len(hist),

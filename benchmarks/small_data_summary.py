@@ -54,7 +54,9 @@ def verdict(kind: str, lo: float, hi: float) -> str:
 
 
 def _a_priori(variant: str) -> bool:
-    return bool(sd.VARIANTS.get(variant, {}).get("hurdle"))
+    """Variants without a comparable inner split: the hurdle (two networks) and ensembles."""
+    spec = sd.VARIANTS.get(variant, {})
+    return bool(spec.get("hurdle") or spec.get("ensemble"))
 
 
 def summary(sizes: list[int] | None = None) -> pd.DataFrame:
