@@ -189,9 +189,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a hurdle model for targets with a mass at 0 (band gaps: 0 for every metal): the default
     # classifier for y == 0 and the default regressor on y != 0 (CGCNNHurdleRegressor)
     "hurdle": {"schedule": _schedule, "params": {}, "hurdle": True},
+    # matminer's 22 Magpie element properties (z-scored) as the atom features, in place of
+    # the built-in one-hot CGCNN encoding: the element data the random forest is built on
+    "new-magpie": {"schedule": _schedule, "params": {}, "atom_table": "magpie"},
     # five default networks of different seeds, their mean (CGCNNEnsembleRegressor)
     "ens5": {"schedule": _schedule, "params": {}, "ensemble": 5},
 }
+
+
+def magpie_table() -> np.ndarray:
+    """(101, 22) atom feature table: matminer's Magpie properties of elements 1..100, each
+    z-scored over the elements (row 0, the padding, is zeros)."""
+    from matminer.featurizers.composition import ElementProperty
+    from pymatgen.core import Element
+
+    magpie = ElementProperty.from_preset("magpie")
+    values = np.array([[magpie.data_source.get_elemental_property(Element.from_Z(z), name)
+                        for name in magpie.features] for z in range(1, 101)], dtype=float)
+    values = (values - values.mean(axis=0)) / values.std(axis=0)
+    return np.vstack([np.zeros((1, values.shape[1])), values])
 
 
 def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
@@ -220,6 +236,8 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
             CGCNNClassifier(verbose=0, device=device, **{**_schedule("classification"),
                                                           **spec["params"]}),
             CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
+    if spec.get("atom_table") == "magpie":
+        params["atom_features"] = magpie_table()
     if spec.get("ensemble"):
         from skcgcnn import CGCNNEnsembleRegressor
 
