@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clon
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._logging import resolve_verbose
 from ._seen import _numbers, symbols
 from .elements import UnseenElementWarning
 from .estimators import CGCNNClassifier, CGCNNRegressor
@@ -195,7 +196,11 @@ class CGCNNHurdleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if weights is not None and weights.shape != y.shape:
             raise ValueError(f"sample_weight has shape {weights.shape}, y has {y.shape}")
         nonzero = ~is_zero
+        if resolve_verbose(classifier.verbose):  # say whose epoch table follows
+            print(f"classifier: y == 0 or not ({n_zero} of {len(y)} are 0)", flush=True)
         self.classifier_ = _fit(classifier, graphs, is_zero, weights)
+        if resolve_verbose(regressor.verbose):
+            print(f"regressor: y on the {len(y) - n_zero} non-zero targets", flush=True)
         self.regressor_ = _fit(regressor, reg_graphs[nonzero], y[nonzero],
                                None if weights is None else weights[nonzero])
         self.zero_fraction_ = n_zero / len(y)

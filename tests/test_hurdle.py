@@ -164,3 +164,16 @@ def test_bad_parameters_are_refused(gap_like):
         _hurdle(threshold=1.5).fit(X[:10], y[:10])
     with pytest.raises(ValueError, match="regressor"):
         CGCNNHurdleRegressor(regressor=CGCNNClassifier()).fit(X[:10], y[:10])
+
+
+def test_each_epoch_table_is_named_when_verbose(gap_like, capsys):
+    X, y = gap_like
+    loud = {**SMALL, "verbose": 1, "max_epochs": 1}
+    CGCNNHurdleRegressor(CGCNNClassifier(**loud), CGCNNRegressor(**loud),
+                         random_state=0).fit(X[:40], y[:40])
+    out = capsys.readouterr().out
+    n_zero = int((y[:40] == 0).sum())
+    assert out.index(f"classifier: y == 0 or not ({n_zero} of 40 are 0)") < out.index(
+        f"regressor: y on the {40 - n_zero} non-zero targets")
+    _hurdle().fit(X[:40], y[:40])  # verbose=0: nothing
+    assert capsys.readouterr().out == ""
