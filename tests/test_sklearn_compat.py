@@ -29,6 +29,7 @@ from skorch.callbacks import Checkpoint, EarlyStopping, LoadInitState, LRSchedul
 
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphFeaturizer
 from skcgcnn.ensemble import CGCNNEnsembleRegressor
+from skcgcnn.hurdle import CGCNNHurdleRegressor
 
 
 def _regressor(**params):
@@ -47,9 +48,11 @@ def test_estimator_types_and_tags():
     assert is_regressor(reg) and not is_classifier(reg)
     assert is_classifier(clf) and not is_regressor(clf)
     assert is_regressor(CGCNNEnsembleRegressor())
+    assert is_regressor(CGCNNHurdleRegressor())
     assert is_regressor(make_pipeline(CrystalGraphFeaturizer(), reg))
     assert is_classifier(make_pipeline(CrystalGraphFeaturizer(), clf))
-    for est in (reg, clf, CrystalGraphFeaturizer(), CGCNNEnsembleRegressor()):
+    for est in (reg, clf, CrystalGraphFeaturizer(), CGCNNEnsembleRegressor(),
+                CGCNNHurdleRegressor()):
         tags = get_tags(est)
         assert not tags.input_tags.two_d_array  # X is structures or graphs, not a matrix
         assert not tags.input_tags.sparse
@@ -135,6 +138,8 @@ ESTIMATORS = [
     CrystalGraphFeaturizer(),
     CrystalGraphFeaturizer(radius=6.0, n_jobs=2),
     CGCNNEnsembleRegressor(CGCNNRegressor(max_epochs=2), n_estimators=3),
+    CGCNNHurdleRegressor(CGCNNClassifier(max_epochs=2), CGCNNRegressor(max_epochs=2),
+                         threshold=0.4, random_state=0),
 ]
 
 
@@ -221,7 +226,8 @@ REGRESSOR_CONFIG = {
 
 
 def test_every_constructor_argument_is_a_parameter():
-    for cls in (CGCNNRegressor, CGCNNClassifier, CGCNNEnsembleRegressor, CrystalGraphFeaturizer):
+    for cls in (CGCNNRegressor, CGCNNClassifier, CGCNNEnsembleRegressor, CGCNNHurdleRegressor,
+                CrystalGraphFeaturizer):
         names = set(inspect.signature(cls).parameters) - {"kwargs"}
         params = cls().get_params(deep=False)
         assert names <= set(params), names - set(params)
