@@ -238,6 +238,16 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
             CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
     if spec.get("atom_table") == "magpie":
         params["atom_features"] = magpie_table()
+    if spec.get("ensemble") and kind == "classification":
+        # no CGCNN ensemble classifier: scikit-learn's soft vote over seeded networks (the
+        # mean of their probabilities), seeds drawn as CGCNNEnsembleRegressor draws them
+        from sklearn.ensemble import VotingClassifier
+
+        seeds = np.random.RandomState(seed).randint(np.iinfo(np.int32).max,
+                                                    size=spec["ensemble"])
+        return VotingClassifier(
+            [(f"m{i}", CGCNNClassifier(random_state=int(s), verbose=0, device=device, **params))
+             for i, s in enumerate(seeds)], voting="soft")
     if spec.get("ensemble"):
         from skcgcnn import CGCNNEnsembleRegressor
 
