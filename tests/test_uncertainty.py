@@ -90,3 +90,23 @@ def test_ensemble_errors():
         CGCNNEnsembleRegressor(n_estimators=1).fit([], [])
     with pytest.raises(TypeError, match="'estimator' .* must be an instance of .*CGCNNRegressor"):
         CGCNNEnsembleRegressor(estimator=object()).fit([], [])
+
+
+def test_a_classifier_ensemble_is_scikit_learns_soft_vote(perovskite_graphs):
+    """The documented recipe for an ensemble of classifiers (docs/sklearn.md): VotingClassifier
+    over seeded CGCNNClassifiers takes Structures as they are and averages the probabilities."""
+    from sklearn.ensemble import VotingClassifier
+
+    from skcgcnn import CGCNNClassifier
+
+    _, y, structures = perovskite_graphs
+    X, labels = list(structures[:60]), np.where(y[:60] > np.median(y[:60]), "high", "low")
+    small = {k: v for k, v in MEMBER.get_params(deep=False).items()
+             if k in ("module__atom_fea_len", "module__n_conv", "module__h_fea_len",
+                      "batch_size", "lr", "train_split", "verbose")}
+    vote = VotingClassifier([(f"seed{s}", CGCNNClassifier(max_epochs=3, random_state=s, **small))
+                             for s in (0, 1, 2)], voting="soft").fit(X, labels)
+    members = np.stack([m.predict_proba(X) for m in vote.estimators_])
+    assert list(vote.classes_) == ["high", "low"]
+    np.testing.assert_allclose(vote.predict_proba(X), members.mean(axis=0), rtol=1e-6)
+    assert not np.allclose(members[0], members[1])  # the seeds made different networks
