@@ -245,3 +245,26 @@ def test_summary_pools_seeds_and_never_picks_the_hurdle(sd, monkeypatch):
     assert frame.loc["hurdle", "how"] == "a priori"
     assert summary.verdict("classification", 0.01, 0.02) == "win"
     assert summary.verdict("regression", -0.01, 0.02) == "tie"
+
+
+def test_pick_against_default_uses_only_pairs_with_both_scores(sd, monkeypatch):
+    import sys
+
+    spec = importlib.util.spec_from_file_location("small_data_summary_pick", SUMMARY)
+    summary = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "small_data", sd)
+    spec.loader.exec_module(summary)
+    runs = pd.DataFrame({
+        "variant": ["new", "new", "new", "logy", "logy", "logy", "ft", "ft"],
+        "fold": [0, 3, 4, 0, 3, 4, 0, 1],
+        "seed": [0] * 8,
+        # the default lacks a score on fold 0: only folds 3-4 compare it with logy; ft has
+        # no pair scored with the default, however good its own numbers look
+        "inner_valid_score": [np.nan, 0.21, 0.40, 0.25, 0.18, 0.34, 0.01, 0.01],
+        "inner_valid_loss": [0.4, 0.2, 0.5, 0.2, 0.07, 0.2, 0.1, 0.1],
+    })
+    assert summary.pick_against_default(runs, "regression") == "logy"
+    worse = runs.assign(inner_valid_score=[np.nan, 0.21, 0.40, 0.25, 0.30, 0.45, 0.01, 0.01])
+    assert summary.pick_against_default(worse, "regression") == "new"
+    auc = runs.assign(inner_valid_score=[np.nan, 0.90, 0.91, 0.5, 0.92, 0.95, 0.99, 0.99])
+    assert summary.pick_against_default(auc, "classification") == "logy"  # higher is better
