@@ -236,8 +236,8 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
             CGCNNClassifier(verbose=0, device=device, **{**_schedule("classification"),
                                                           **spec["params"]}),
             CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
-    if spec.get("atom_table") == "magpie":
-        params["atom_features"] = magpie_table()
+    if spec.get("atom_table"):
+        params["atom_features"] = spec["atom_table"]  # "magpie": the table magpie_table() makes
     if spec.get("ensemble") and kind == "classification":
         # no CGCNN ensemble classifier: scikit-learn's soft vote over seeded networks (the
         # mean of their probabilities), seeds drawn as CGCNNEnsembleRegressor draws them

@@ -129,7 +129,8 @@ _LANTHANIDES_NO_GROUP = range(57, 71)  # La..Yb; Lu (71) is group 3
 _ACTINIDES_NO_GROUP = range(89, 101)  # Ac..Fm
 _BLOCKS = "spdf"
 _ACCEPTED = (
-    "'cgcnn' (the built-in CGCNN encoding), a path to an atom_init.json file, a dict mapping "
+    "'cgcnn' (the built-in CGCNN encoding), 'magpie' (matminer's Magpie element properties), "
+    "a path to an atom_init.json file, a dict mapping "
     f"atomic number to feature vector, or a 2-D array with {MAX_ATOMIC_NUMBER + 1} rows "
     "(row Z = element Z, row 0 = padding)"
 )
@@ -396,8 +397,9 @@ def resolve_atom_features(spec: Any) -> np.ndarray:
 
     Parameters
     ----------
-    spec : {"cgcnn"}, str, path-like, mapping or array-like
+    spec : {"cgcnn", "magpie"}, str, path-like, mapping or array-like
         * ``"cgcnn"``: the built-in encoding, :func:`cgcnn_encoding`;
+        * ``"magpie"``: matminer's 22 Magpie element properties, z-scored, (101, 22);
         * a path to an ``atom_init.json`` file, or a mapping from atomic number to vector:
           :func:`load_atom_init`;
         * a 2-D array-like with 101 rows (row ``Z`` = element ``Z``, row 0 = padding, NaN rows =
@@ -406,7 +408,8 @@ def resolve_atom_features(spec: Any) -> np.ndarray:
     Returns
     -------
     table : ndarray of shape (101, d), dtype float32
-        For ``"cgcnn"`` the shared read-only cached table; otherwise a new array.
+        For ``"cgcnn"`` and ``"magpie"`` a shared read-only cached table; otherwise a new
+        array.
 
     Raises
     ------
@@ -429,6 +432,10 @@ def resolve_atom_features(spec: Any) -> np.ndarray:
     if isinstance(spec, str):
         if spec.strip().lower() == "cgcnn":
             return cgcnn_encoding()
+        if spec.strip().lower() == "magpie":
+            from ._magpie import magpie_encoding
+
+            return magpie_encoding()
         looks_like_path = (
             os.sep in spec or "/" in spec or Path(spec).suffix != "" or Path(spec).exists()
         )

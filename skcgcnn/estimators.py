@@ -73,8 +73,9 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         the pretrained model's radius and neighbours); its parameters are reachable as
         ``featurizer__radius`` etc.
     atom_features : str, path, dict, array or None, default=None
-        Element feature table (see :func:`skcgcnn.elements.resolve_atom_features`). None: the
-        table that comes with ``init_from``, else the built-in ``"cgcnn"`` encoding.
+        Element feature table (see :func:`skcgcnn.elements.resolve_atom_features`): ``"cgcnn"``
+        (one-hot), ``"magpie"`` (matminer's Magpie properties, dense), a file, dict or array.
+        None: the table that comes with ``init_from``, else the built-in ``"cgcnn"`` encoding.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, the validation split and batch order; the same value gives
         bitwise identical models on the CPU.

@@ -308,7 +308,7 @@ def test_resolve_array_is_validated_copy():
 @pytest.mark.parametrize(
     "spec",
     [
-        "magpie",
+        "mendeleev",
         None,
         3,
         np.zeros((100, 4)),
@@ -325,10 +325,32 @@ def test_resolve_rejects_other_specs(spec):
 
 
 def test_resolve_unknown_name_lists_accepted_forms():
-    with pytest.raises(ValueError, match="'magpie'") as info:
-        resolve_atom_features("magpie")
+    with pytest.raises(ValueError, match="'mendeleev'") as info:
+        resolve_atom_features("mendeleev")
     message = str(info.value)
-    assert "'cgcnn'" in message and "atom_init.json" in message and "101 rows" in message
+    assert "'cgcnn'" in message and "'magpie'" in message and "atom_init.json" in message
+    assert "101 rows" in message
+
+
+def test_magpie_table_is_matminers_properties_z_scored():
+    from matminer.featurizers.composition import ElementProperty
+    from pymatgen.core import Element
+
+    table = resolve_atom_features(" Magpie ")
+    assert table.shape == (101, 22) and table.dtype == np.float32
+    assert not table.flags.writeable and resolve_atom_features("magpie") is not None
+    assert (table[0] == 0).all() and np.isfinite(table).all()
+    np.testing.assert_allclose(table[1:].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(table[1:].std(axis=0), 1, atol=1e-5)
+    magpie = ElementProperty.from_preset("magpie")
+    column = magpie.features.index("Electronegativity")
+    raw = np.array([magpie.data_source.get_elemental_property(Element.from_Z(z),
+                                                              "Electronegativity")
+                    for z in range(1, 101)])
+    expected = (raw[25] - raw.mean()) / raw.std()  # iron
+    assert table[26, column] == pytest.approx(expected, rel=1e-5)
+    # ordered like the property: fluorine is the most electronegative element
+    assert int(np.argmax(table[:, column])) == 9
 
 
 def test_resolve_missing_path_names_it(tmp_path):
@@ -352,3 +374,20 @@ def test_supported_atomic_numbers_skips_padding_and_non_finite_rows():
 def test_supported_atomic_numbers_rejects_bad_shape():
     with pytest.raises(ValueError, match="shape"):
         supported_atomic_numbers(np.zeros((50, 2)))
+
+
+def test_magpie_atom_features_fit_save_and_load(perovskite_graphs, tmp_path):
+    from skcgcnn import CGCNNRegressor, load_checkpoint, save_checkpoint
+
+    graphs, y, _ = perovskite_graphs
+    model = CGCNNRegressor(atom_features="magpie", module__atom_fea_len=16, module__n_conv=1,
+                           module__h_fea_len=16, max_epochs=2, train_split=None, verbose=0,
+                           random_state=0).fit(graphs[:60], y[:60])
+    np.testing.assert_array_equal(model.atom_features_, resolve_atom_features("magpie"))
+    assert model.module_.embedding.in_features == 22
+    path = tmp_path / "magpie.pth.tar"
+    save_checkpoint(model, path)
+    again = load_checkpoint(path)
+    np.testing.assert_array_equal(again.atom_features_, model.atom_features_)
+    np.testing.assert_allclose(again.predict(graphs[60:80]), model.predict(graphs[60:80]),
+                               rtol=1e-5)
