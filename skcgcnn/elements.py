@@ -130,9 +130,8 @@ _ACTINIDES_NO_GROUP = range(89, 101)  # Ac..Fm
 _BLOCKS = "spdf"
 _ACCEPTED = (
     "'cgcnn' (the built-in CGCNN encoding), 'magpie' (matminer's Magpie element properties), "
-    "a path to an atom_init.json file, a dict mapping "
-    f"atomic number to feature vector, or a 2-D array with {MAX_ATOMIC_NUMBER + 1} rows "
-    "(row Z = element Z, row 0 = padding)"
+    "a path to an atom_init.json file, a dict mapping atomic number to feature vector, or a "
+    f"2-D array with {MAX_ATOMIC_NUMBER + 1} rows (row Z = element Z, row 0 = padding)"
 )
 
 
@@ -408,8 +407,7 @@ def resolve_atom_features(spec: Any) -> np.ndarray:
     Returns
     -------
     table : ndarray of shape (101, d), dtype float32
-        For ``"cgcnn"`` and ``"magpie"`` a shared read-only cached table; otherwise a new
-        array.
+        For ``"cgcnn"``/``"magpie"`` a shared read-only cached table; otherwise a new array.
 
     Raises
     ------
