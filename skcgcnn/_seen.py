@@ -60,12 +60,9 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def warn_unseen(seen: Sequence[str] | None, graphs: Sequence[CrystalGraph], n_samples: int
-                ) -> None:
-    """One :class:`UnseenElementWarning` for the ``graphs`` that hold elements not in ``seen``
-    (``None``: the model does not record what it saw, nothing to say)."""
-    if seen is None:
-        return
+def unseen_elements(seen: Sequence[str], graphs: Sequence[CrystalGraph]
+                    ) -> tuple[int, list[str]]:
+    """How many of ``graphs`` hold elements not in ``seen``, and the symbols of those elements."""
     known = np.zeros(256, dtype=bool)
     known[atomic_numbers(seen)] = True
     unseen = np.zeros(256, dtype=bool)
@@ -76,8 +73,17 @@ def warn_unseen(seen: Sequence[str] | None, graphs: Sequence[CrystalGraph], n_sa
         if new.size:
             unseen[new] = True
             n_affected += 1
+    return n_affected, symbols(np.flatnonzero(unseen))
+
+
+def warn_unseen(seen: Sequence[str] | None, graphs: Sequence[CrystalGraph], n_samples: int
+                ) -> None:
+    """One :class:`UnseenElementWarning` for the ``graphs`` that hold elements not in ``seen``
+    (``None``: the model does not record what it saw, nothing to say)."""
+    if seen is None:
+        return
+    n_affected, names = unseen_elements(seen, graphs)
     if n_affected:
-        names = symbols(np.flatnonzero(unseen))
         warnings.warn(
             f"{n_affected} of {n_samples} samples contain elements the model never saw in "
             f"training: {', '.join(names)}; their predictions are extrapolations "

@@ -12,7 +12,7 @@ is a zero, a regressor learns the value on the non-zero structures only, and the
 from __future__ import annotations
 
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._logging import resolve_verbose
-from ._seen import _numbers, symbols
+from ._seen import _caller_stacklevel, unseen_elements
+from ._targets import regression_targets
 from .elements import UnseenElementWarning
 from .estimators import CGCNNClassifier, CGCNNRegressor
 
@@ -35,13 +36,13 @@ def _fit(estimator: Any, X: Any, y: np.ndarray, sample_weight: Any) -> Any:
 
 
 def _warn_unseen_by_regressor(regressor: CGCNNRegressor, graphs: Any, n_samples: int) -> None:
-    known = set(regressor.seen_elements_)
-    n_new = sum(1 for g in graphs if not set(symbols(np.unique(_numbers(g)))) <= known)
+    n_new, names = unseen_elements(regressor.seen_elements_, graphs)
     if n_new:
         warnings.warn(
             f"{n_new} of {n_samples} samples are predicted non-zero and contain elements that "
-            "no non-zero training structure has (regressor_.seen_elements_): their values are "
-            "extrapolations", UnseenElementWarning, stacklevel=3)
+            f"no non-zero training structure has: {', '.join(names)}; their values are "
+            "extrapolations (regressor_.seen_elements_ lists the regressor's elements)",
+            UnseenElementWarning, stacklevel=_caller_stacklevel())
 
 
 def _same_featurizer(classifier: CGCNNClassifier, regressor: CGCNNRegressor) -> bool:
@@ -116,7 +117,7 @@ class CGCNNHurdleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         "classifier": [CGCNNClassifier, None],
         "regressor": [CGCNNRegressor, None],
         "threshold": [Interval(Real, 0, 1, closed="neither")],
-        "random_state": ["random_state"],
+        "random_state": [Integral, None],  # one seed for both networks
     }
 
     def __init__(
@@ -135,11 +136,6 @@ class CGCNNHurdleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         classifier = clone(CGCNNClassifier() if self.classifier is None else self.classifier)
         regressor = clone(CGCNNRegressor() if self.regressor is None else self.regressor)
         if self.random_state is not None:
-            if not isinstance(self.random_state, int | np.integer):
-                raise ValueError(
-                    "random_state must be an int or None (it seeds both networks), got "
-                    f"{type(self.random_state).__name__}"
-                )
             classifier.set_params(random_state=int(self.random_state))
             regressor.set_params(random_state=int(self.random_state))
         return classifier, regressor
@@ -149,18 +145,11 @@ class CGCNNHurdleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if y is None:
             raise ValueError(
                 "CGCNNHurdleRegressor requires y to be passed, but the target y is None")
-        y = np.asarray(y)
+        y = regression_targets(y)  # numeric and finite, as CGCNNRegressor checks them
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
             raise ValueError(f"CGCNNHurdleRegressor takes one target: y has shape {y.shape}")
-        try:
-            y = y.astype(float)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"y must be numeric, got dtype {y.dtype}") from err
-        bad = np.flatnonzero(~np.isfinite(y))
-        if bad.size:
-            raise ValueError(f"y[{bad[0]}] is {y[bad[0]]}: targets must be finite")
         return y
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> CGCNNHurdleRegressor:
@@ -181,10 +170,10 @@ class CGCNNHurdleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         y = self._check_y(y)
         classifier, regressor = self._components()
         graphs, _ = clone(classifier)._to_graphs(X, fitting=True)  # NaN where featurization failed
-        shared = _same_featurizer(classifier, regressor)
-        reg_graphs = graphs if shared else clone(regressor)._to_graphs(X, fitting=True)[0]
         if len(graphs) != len(y):
             raise ValueError(f"X has {len(graphs)} samples but y has {len(y)}")
+        shared = _same_featurizer(classifier, regressor)
+        reg_graphs = graphs if shared else clone(regressor)._to_graphs(X, fitting=True)[0]
         is_zero = y == 0
         n_zero = int(is_zero.sum())
         if n_zero < 2 or len(y) - n_zero < 2:

@@ -140,6 +140,7 @@ def test_unseen_warning_only_for_values_the_regressor_gives():
     above = copy.deepcopy(model).set_params(threshold=(float(p_zero.max()) + 1) / 2)
     (message,) = _unseen_warnings(above, metal)
     assert message.startswith("6 of 6 samples are predicted non-zero")
+    assert ": Cu;" in message  # names the element the regressor never saw
     assert _unseen_warnings(above, salt) == []
 
 
@@ -148,7 +149,7 @@ def test_unseen_warning_only_for_values_the_regressor_gives():
     [
         (np.arange(1.0, 11.0), "0 zeros and 10 non-zero"),
         (np.r_[np.zeros(9), 1.0], "9 zeros and 1 non-zero"),
-        (np.r_[np.zeros(5), 1.0, 2.0, np.nan, 3.0, 4.0], r"y\[7\] is nan"),
+        (np.r_[np.zeros(5), 1.0, 2.0, np.nan, 3.0, 4.0], "NaN or infinity at index 7"),
         (np.zeros((10, 2)), "one target"),
     ],
 )
@@ -162,6 +163,8 @@ def test_bad_parameters_are_refused(gap_like):
     X, y = gap_like
     with pytest.raises(ValueError, match="threshold"):
         _hurdle(threshold=1.5).fit(X[:10], y[:10])
+    with pytest.raises(ValueError, match="random_state"):  # one int seeds both networks
+        _hurdle().set_params(random_state=np.random.RandomState(0)).fit(X[:10], y[:10])
     with pytest.raises(ValueError, match="regressor"):
         CGCNNHurdleRegressor(regressor=CGCNNClassifier()).fit(X[:10], y[:10])
 
