@@ -210,6 +210,13 @@ def magpie_table() -> np.ndarray:
     return np.vstack([np.zeros((1, values.shape[1])), values])
 
 
+def no_inner_split(variant: str) -> bool:
+    """Variants whose networks hold out different structures (a hurdle's two, an ensemble's
+    members): no inner-validation loss or score comparable with one network's."""
+    spec = VARIANTS.get(variant, {})
+    return bool(spec.get("hurdle") or spec.get("ensemble"))
+
+
 def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
     import torch
     from sklearn.base import clone
@@ -394,20 +401,18 @@ def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
         valid = [h.get("valid_loss") for h in hist if h.get("valid_loss") is not None]
         best = int(np.argmin(valid)) + 1 if valid else None
         anneal = [h.get("anneal_start") for h in hist if h.get("anneal_start") is not None]
-        hurdle = bool(VARIANTS[variant].get("hurdle") or VARIANTS[variant].get("ensemble"))
         if VARIANTS[variant].get("ensemble"):
             note = (f"{note}; " if note else "") + "epochs of the members: " + "/".join(
                 str(len(m.history_)) for m in model.estimators_)
-        elif hurdle:  # the regressor's numbers; the classifier's go to the note
+        elif VARIANTS[variant].get("hurdle"):  # the regressor's numbers; the classifier's here
             clf = model.classifier_.history_
             note = (f"{note}; " if note else "") + (
                 f"hurdle: zero fraction {model.zero_fraction_:.3f}, classifier "
                 f"{len(clf)} epochs, best valid loss {min(h['valid_loss'] for h in clf):.4f}")
+        apart = no_inner_split(variant)
         row.update(
-            # a hurdle's two networks (an ensemble's members) hold out different structures:
-            # no inner split or loss comparable with the other variants
-            inner_valid_loss=math.nan if hurdle or not valid else float(min(valid)),
-            inner_valid_score=math.nan if hurdle else _inner_score(model, data, kind),
+            inner_valid_loss=math.nan if apart or not valid else float(min(valid)),
+            inner_valid_score=math.nan if apart else _inner_score(model, data, kind),
             best_epoch=best, n_epochs=len(hist),
             anneal_start=anneal[-1] if anneal else None,
             lr_at_stop=float(net.optimizer_.param_groups[0]["lr"]),
@@ -536,48 +541,53 @@ def _pick(runs: pd.DataFrame, kind: str) -> str:
     return same_loss.groupby("variant").inner_valid_loss.mean().idxmin()
 
 
-def report(sizes: list[int] | None = None) -> str:
-    """The small-data table: per task, size and seed, RF vs each CGCNN variant with the paired
-    bootstrap interval of (CGCNN - RF) and (variant - new), and the variant the inner validation
-    loss picks (lowest mean over the seeds run for every variant)."""
+def cgcnn_runs_by_size(sizes: list[int] | None = None):
+    """(task, kind, metric, prediction column, size, CSV rows): the CGCNN runs of each task at
+    each learning-curve size (all sizes, or those in ``sizes``)."""
     rows = pd.read_csv(CSV)
     rows["size"] = [_size(t, n) for t, n in zip(rows.task, rows.n_train, strict=True)]
-    lines = ["| task (metric) | size | seed | folds | RF | CGCNN variant | test | "
-             "inner valid loss | epochs (anneal start) | CGCNN - RF [95 % CI] | "
-             "variant - new [95 % CI] | note |", "|" + " --- |" * 12]
     for task, (kind, metric) in TASKS.items():
         col = "p_true" if kind == "classification" else "y_pred"
         cg = rows[(rows.task == task) & (rows.variant != "rf")]
         for size in sorted(cg["size"].unique()):
-            if sizes and size not in sizes:
+            if not sizes or size in sizes:
+                yield task, kind, metric, col, int(size), cg[cg["size"] == size]
+
+
+def report(sizes: list[int] | None = None) -> str:
+    """The small-data table: per task, size and seed, RF vs each CGCNN variant with the paired
+    bootstrap interval of (CGCNN - RF) and (variant - new), and the variant the inner validation
+    loss picks (lowest mean over the seeds run for every variant)."""
+    lines = ["| task (metric) | size | seed | folds | RF | CGCNN variant | test | "
+             "inner valid loss | epochs (anneal start) | CGCNN - RF [95 % CI] | "
+             "variant - new [95 % CI] | note |", "|" + " --- |" * 12]
+    for task, kind, metric, col, size, at in cgcnn_runs_by_size(sizes):
+        pick = _pick(at, kind)
+        for (seed, variant), group in at.groupby(["seed", "variant"]):
+            folds = sorted(int(f) for f in group.fold)
+            pred = _predictions(task, variant, group)
+            if pred is None:
                 continue
-            at = cg[cg["size"] == size]
-            pick = _pick(at, kind)
-            for (seed, variant), group in at.groupby(["seed", "variant"]):
-                folds = sorted(int(f) for f in group.fold)
-                pred = _predictions(task, variant, group)
-                if pred is None:
-                    continue
-                new = at[(at.variant == "new") & (at.seed == seed) & at.fold.isin(folds)]
-                vs_new = ""
-                if variant != "new" and len(new) == len(folds):
-                    vs_new = _versus(kind, pred, _predictions(task, "new", new), col)
-                rf = _rf_predictions(task, int(size), folds)
-                rf_score = ""
-                if rf is not None:
-                    merged = pred.merge(rf, on="position", suffixes=("", "_rf"))
-                    score = _metric(kind, merged.y_true.to_numpy(), merged[col + "_rf"].to_numpy())
-                    rf_score = f"{score:.4f}"
-                test = _metric(kind, pred.y_true.to_numpy(), pred[col].to_numpy())
-                epochs = "/".join(f"{int(e)}" for e in group.n_epochs)
-                starts = "/".join("-" if pd.isna(a) else f"{int(a)}" for a in group.anneal_start)
-                notes = "; ".join(sorted({str(n) for n in group.note if isinstance(n, str)}))
-                lines.append(
-                    f"| {task} ({metric}) | {size} | {int(seed)} | "
-                    f"{','.join(map(str, folds))} | {rf_score} | "
-                    f"{variant}{' (picked)' if variant == pick else ''} | {test:.4f} | "
-                    f"{group.inner_valid_loss.mean():.4f} | {epochs} ({starts}) | "
-                    f"{_versus(kind, pred, rf, col)} | {vs_new} | {notes} |")
+            new = at[(at.variant == "new") & (at.seed == seed) & at.fold.isin(folds)]
+            vs_new = ""
+            if variant != "new" and len(new) == len(folds):
+                vs_new = _versus(kind, pred, _predictions(task, "new", new), col)
+            rf = _rf_predictions(task, size, folds)
+            rf_score = ""
+            if rf is not None:
+                merged = pred.merge(rf, on="position", suffixes=("", "_rf"))
+                score = _metric(kind, merged.y_true.to_numpy(), merged[col + "_rf"].to_numpy())
+                rf_score = f"{score:.4f}"
+            test = _metric(kind, pred.y_true.to_numpy(), pred[col].to_numpy())
+            epochs = "/".join(f"{int(e)}" for e in group.n_epochs)
+            starts = "/".join("-" if pd.isna(a) else f"{int(a)}" for a in group.anneal_start)
+            notes = "; ".join(sorted({str(n) for n in group.note if isinstance(n, str)}))
+            lines.append(
+                f"| {task} ({metric}) | {size} | {int(seed)} | "
+                f"{','.join(map(str, folds))} | {rf_score} | "
+                f"{variant}{' (picked)' if variant == pick else ''} | {test:.4f} | "
+                f"{group.inner_valid_loss.mean():.4f} | {epochs} ({starts}) | "
+                f"{_versus(kind, pred, rf, col)} | {vs_new} | {notes} |")
     return "\n".join(lines)
 
 

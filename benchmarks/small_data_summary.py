@@ -54,12 +54,6 @@ def verdict(kind: str, lo: float, hi: float) -> str:
     return "tie"
 
 
-def _a_priori(variant: str) -> bool:
-    """Variants without a comparable inner split: the hurdle (two networks) and ensembles."""
-    spec = sd.VARIANTS.get(variant, {})
-    return bool(spec.get("hurdle") or spec.get("ensemble"))
-
-
 def pick_against_default(runs: pd.DataFrame, kind: str) -> str | None:
     """The variant the training data picks: each variant's inner-split score (MAE or ROC-AUC
     on the estimator's held-out 10 %, target units) against the default's on the (fold, seed)
@@ -85,53 +79,45 @@ def pick_against_default(runs: pd.DataFrame, kind: str) -> str | None:
 
 
 def summary(sizes: list[int] | None = None) -> pd.DataFrame:
-    rows = pd.read_csv(sd.CSV)
-    rows["size"] = [sd._size(t, n) for t, n in zip(rows.task, rows.n_train, strict=True)]
     out = []
-    for task, (kind, metric) in sd.TASKS.items():
-        col = "p_true" if kind == "classification" else "y_pred"
-        cg = rows[(rows.task == task) & (rows.variant != "rf")]
-        for size in sorted(cg["size"].unique()):
-            if sizes and size not in sizes:
+    for task, kind, metric, col, size, at in sd.cgcnn_runs_by_size(sizes):
+        default = at[(at.variant == "new") & (at.seed == 0)]
+        folds = sorted(int(f) for f in default.fold) or [0]
+        at = at[at.fold.isin(folds)]
+        # a variant counts at a seed only when it ran every fold of the default
+        complete = at.groupby(["variant", "seed"]).fold.nunique() == len(folds)
+        complete = complete[complete].index
+        if len(complete) == 0:
+            continue
+        pick = pick_against_default(at[[not sd.no_inner_split(v) for v in at.variant]], kind)
+        rf = sd._rf_predictions(task, size, folds)
+        for variant in sorted({v for v, _ in complete}, key=lambda v: (v != "new", v)):
+            seeds = sorted(s for v, s in complete if v == variant)
+            preds = [sd._predictions(task, variant, at[(at.variant == variant)
+                                                       & (at.seed == s)]) for s in seeds]
+            if any(p is None for p in preds):
                 continue
-            at = cg[cg["size"] == size]
-            default = at[(at.variant == "new") & (at.seed == 0)]
-            folds = sorted(int(f) for f in default.fold) or [0]
-            at = at[at.fold.isin(folds)]
-            # a variant counts at a seed only when it ran every fold of the default
-            complete = at.groupby(["variant", "seed"]).fold.nunique() == len(folds)
-            complete = complete[complete].index
-            if len(complete) == 0:
+            base = preds[0][["position", "y_true"]]
+            aligned = [base.merge(p, on=["position", "y_true"])[col].to_numpy()
+                       for p in preds]
+            if any(len(a) != len(base) for a in aligned):
                 continue
-            pick = pick_against_default(at[[not _a_priori(v) for v in at.variant]], kind)
-            rf = sd._rf_predictions(task, int(size), folds)
-            for variant in sorted({v for v, _ in complete}, key=lambda v: (v != "new", v)):
-                seeds = sorted(s for v, s in complete if v == variant)
-                preds = [sd._predictions(task, variant, at[(at.variant == variant)
-                                                           & (at.seed == s)]) for s in seeds]
-                if any(p is None for p in preds):
-                    continue
-                base = preds[0][["position", "y_true"]]
-                aligned = [base.merge(p, on=["position", "y_true"])[col].to_numpy()
-                           for p in preds]
-                if any(len(a) != len(base) for a in aligned):
-                    continue
-                per_seed = [sd._metric(kind, base.y_true.to_numpy(), a) for a in aligned]
-                line = {"task": task, "metric": metric, "size": int(size),
-                        "folds": ",".join(map(str, folds)), "variant": variant,
-                        "how": "picked" if variant == pick else
-                               "a priori" if _a_priori(variant) else "",
-                        "seeds": "/".join(map(str, seeds)), "cgcnn": float(np.mean(per_seed)),
-                        "per_seed": "/".join(f"{m:.4f}" for m in per_seed)}
-                if rf is not None:
-                    both = base.merge(rf[["position", col]].rename(columns={col: col + "_rf"}),
-                                      on="position")
-                    if len(both) == len(base):
-                        y = base.y_true.to_numpy()
-                        d, lo, hi = pooled_versus(kind, y, aligned, both[col + "_rf"].to_numpy())
-                        line.update(rf=sd._metric(kind, y, both[col + "_rf"].to_numpy()),
-                                    diff=d, lo=lo, hi=hi, verdict=verdict(kind, lo, hi))
-                out.append(line)
+            per_seed = [sd._metric(kind, base.y_true.to_numpy(), a) for a in aligned]
+            line = {"task": task, "metric": metric, "size": int(size),
+                    "folds": ",".join(map(str, folds)), "variant": variant,
+                    "how": "picked" if variant == pick else
+                           "a priori" if sd.no_inner_split(variant) else "",
+                    "seeds": "/".join(map(str, seeds)), "cgcnn": float(np.mean(per_seed)),
+                    "per_seed": "/".join(f"{m:.4f}" for m in per_seed)}
+            if rf is not None:
+                both = base.merge(rf[["position", col]].rename(columns={col: col + "_rf"}),
+                                  on="position")
+                if len(both) == len(base):
+                    y = base.y_true.to_numpy()
+                    d, lo, hi = pooled_versus(kind, y, aligned, both[col + "_rf"].to_numpy())
+                    line.update(rf=sd._metric(kind, y, both[col + "_rf"].to_numpy()),
+                                diff=d, lo=lo, hi=hi, verdict=verdict(kind, lo, hi))
+            out.append(line)
     return pd.DataFrame(out)
 
 
