@@ -197,19 +197,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def magpie_table() -> np.ndarray:
-    """(101, 22) atom feature table: matminer's Magpie properties of elements 1..100, each
-    z-scored over the elements (row 0, the padding, is zeros)."""
-    from matminer.featurizers.composition import ElementProperty
-    from pymatgen.core import Element
-
-    magpie = ElementProperty.from_preset("magpie")
-    values = np.array([[magpie.data_source.get_elemental_property(Element.from_Z(z), name)
-                        for name in magpie.features] for z in range(1, 101)], dtype=float)
-    values = (values - values.mean(axis=0)) / values.std(axis=0)
-    return np.vstack([np.zeros((1, values.shape[1])), values])
-
-
 def no_inner_split(variant: str) -> bool:
     """Variants whose networks hold out different structures (a hurdle's two, an ensemble's
     members): no inner-validation loss or score comparable with one network's."""
@@ -240,11 +227,10 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
         from skcgcnn import CGCNNHurdleRegressor
 
         return CGCNNHurdleRegressor(
-            CGCNNClassifier(verbose=0, device=device, **{**_schedule("classification"),
-                                                          **spec["params"]}),
+            CGCNNClassifier(verbose=0, device=device, **params),
             CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
     if spec.get("atom_table"):
-        params["atom_features"] = spec["atom_table"]  # "magpie": the table magpie_table() makes
+        params["atom_features"] = spec["atom_table"]  # "magpie": skcgcnn._magpie's table
     if spec.get("ensemble") and kind == "classification":
         # no CGCNN ensemble classifier: scikit-learn's soft vote over seeded networks (the
         # mean of their probabilities), seeds drawn as CGCNNEnsembleRegressor draws them
