@@ -142,15 +142,23 @@ def graphs_for(task: str, fold: int, n_train: int | None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ variants
-def _schedule(kind: str) -> dict[str, Any]:
-    """The agreed schedule: constant LR, anneal on plateau, stop once annealed."""
+def _schedule(kind: str, from_best: bool = False) -> dict[str, Any]:
+    """The agreed schedule: constant LR, anneal on plateau, stop once annealed; the anneal
+    goes on from the last epoch's weights (the default up to 608c499)."""
     from skcgcnn.callbacks import AnnealOnPlateau, EarlyStoppingIfValidated
 
     return {
-        "callbacks__lr_scheduler": AnnealOnPlateau(patience=20, anneal_fraction=0.5),
+        "callbacks__lr_scheduler": AnnealOnPlateau(patience=20, anneal_fraction=0.5,
+                                                   from_best=from_best),
         "callbacks__early_stopping": EarlyStoppingIfValidated(patience=30, load_best=True,
                                                               max_lr_fraction=0.05),
     }
+
+
+def _schedule_from_best(kind: str) -> dict[str, Any]:
+    """The same schedule, its anneal started from the best epoch's weights and optimizer
+    state (``AnnealOnPlateau(from_best=True)``)."""
+    return _schedule(kind, from_best=True)
 
 
 def _old_schedule(kind: str) -> dict[str, Any]:
@@ -194,6 +202,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "new-magpie": {"schedule": _schedule, "params": {}, "atom_table": "magpie"},
     # five default networks of different seeds, their mean (CGCNNEnsembleRegressor)
     "ens5": {"schedule": _schedule, "params": {}, "ensemble": 5},
+    # the anneal starts from the best epoch's weights, not from the plateau's last epoch
+    "afb": {"schedule": _schedule_from_best, "params": {}},
+    "afb-l1": {"schedule": _schedule_from_best, "params": {"criterion": "L1Loss"}},
+    "afb-magpie": {"schedule": _schedule_from_best, "params": {}, "atom_table": "magpie"},
 }
 
 

@@ -305,6 +305,12 @@ class AnnealOnPlateau(Callback):
     ``event_lr`` (the rate at its end) and ``anneal_epochs`` (the anneal's length once it has
     started, else 0).
 
+    With ``from_best`` (the default) the anneal starts from the best epoch's weights and
+    optimizer state, not from the last epoch's: the epochs of the plateau, at the full rate,
+    often only fit the training data closer, and an anneal from there may never come back to
+    the best validation score, so that the restored best weights would be high-rate weights
+    that were never annealed. The epoch the anneal starts from is recorded as ``anneal_from``.
+
     Parameters
     ----------
     patience : int, default=20
@@ -320,6 +326,10 @@ class AnnealOnPlateau(Callback):
         Relative improvement that counts (as skorch's ``EarlyStopping``).
     stop : bool, default=True
         Stop training when the anneal is complete (before ``max_epochs``).
+    from_best : bool, default=True
+        Start the anneal from the weights and optimizer state of the epoch with the best
+        ``monitor`` score (a copy is kept in memory during ``fit``). Without validation data,
+        or when the last epoch is the best, the anneal starts from the last epoch.
 
     Attributes
     ----------
@@ -329,6 +339,8 @@ class AnnealOnPlateau(Callback):
         Length of the anneal.
     annealed_ : bool
         Whether the anneal is complete.
+    anneal_from_ : int or None
+        The epoch whose weights the anneal started from.
 
     Examples
     --------
@@ -353,6 +365,7 @@ class AnnealOnPlateau(Callback):
         monitor: str = "valid_loss",
         threshold: float = 1e-4,
         stop: bool = True,
+        from_best: bool = True,
     ) -> None:
         self.patience = patience
         self.anneal_fraction = anneal_fraction
@@ -361,19 +374,40 @@ class AnnealOnPlateau(Callback):
         self.monitor = monitor
         self.threshold = threshold
         self.stop = stop
+        self.from_best = from_best
 
     # ------------------------------------------------------------------ state
     def _improved(self, score: float) -> bool:
         return score < self.best_ * (1 - self.threshold) if math.isfinite(self.best_) else True
 
-    def _observe(self, row: dict) -> None:
+    def _observe(self, row: dict) -> bool:
+        """Count the row's score; True when it is a new best."""
         if self.monitor not in row:
-            return
+            return False
         score = float(row[self.monitor])
         if self._improved(score):
             self.best_, self.misses_ = score, 0
-        else:
-            self.misses_ += 1
+            self.best_epoch_ = row.get("epoch")
+            return True
+        self.misses_ += 1
+        return False
+
+    def _keep_best(self, net: NeuralNet) -> None:
+        """Copy the weights and optimizer state of the epoch just scored best."""
+        if self.from_best:
+            self.best_state_ = (deepcopy(net.module_.state_dict()),
+                                deepcopy(net.optimizer_.state_dict()))
+
+    def _return_to_best(self, net: NeuralNet, epochs_done: int) -> None:
+        """Load the best epoch's weights and optimizer state when they are not the module's
+        (the last of the ``epochs_done`` epochs was not the best)."""
+        self.anneal_from_ = epochs_done
+        if self.best_state_ is not None and self.misses_ > 0:
+            module_state, optimizer_state = self.best_state_
+            net.module_.load_state_dict(module_state)
+            net.optimizer_.load_state_dict(optimizer_state)
+            self.anneal_from_ = self.best_epoch_
+        self.best_state_ = None
 
     def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
         """Set up, replaying the history of a resumed run (an unfinished anneal continues)."""
@@ -381,7 +415,10 @@ class AnnealOnPlateau(Callback):
         self.best_, self.misses_ = math.inf, 0
         self.anneal_start_: int | None = None
         self.anneal_epochs_: int | None = None
+        self.anneal_from_: int | None = None
         self.annealed_ = False
+        self.best_epoch_: int | None = None
+        self.best_state_: tuple[dict, dict] | None = None
         self.batches_per_epoch_: int | None = None
         self.batch_in_epoch_ = 0
         rows = list(net.history)
@@ -393,6 +430,7 @@ class AnnealOnPlateau(Callback):
             start = int(last.get("anneal_start", len(rows) - 1))
             if len(rows) < start + int(last["anneal_epochs"]):  # unfinished: continue it
                 self.anneal_start_, self.anneal_epochs_ = start, int(last["anneal_epochs"])
+                self.anneal_from_ = last.get("anneal_from")
                 self.offset_ = self._call_start(rows)
             else:  # a finished anneal: this call is a new cycle
                 rows = []
@@ -400,6 +438,12 @@ class AnnealOnPlateau(Callback):
             self.offset_ = self._call_start(rows)
         for row in rows:
             self._observe(row)
+        if rows and self.misses_ == 0 and self.anneal_start_ is None:
+            self._keep_best(net)  # the weights just loaded are the best epoch's
+
+    def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
+        """Drop the copy of the best state, so that a fitted estimator pickles without it."""
+        self.best_state_ = None
 
     @staticmethod
     def _call_start(rows: list) -> int:
@@ -435,6 +479,7 @@ class AnnealOnPlateau(Callback):
             net.history.record("cycle_start", True)
         if self.anneal_start_ is None and epochs_done >= self._latest_start(net):
             self._start_anneal(net, epochs_done, fill=True)
+            self._return_to_best(net, epochs_done)
         self._set_lr(net, self._lr_for(epochs_done, 0.0))
 
     def _lr_for(self, epochs_done: int, batch_fraction: float) -> float:
@@ -455,10 +500,13 @@ class AnnealOnPlateau(Callback):
     def on_epoch_end(self, net: NeuralNet, **kwargs: Any) -> None:
         self.batches_per_epoch_ = self.batch_in_epoch_ or self.batches_per_epoch_
         epochs_done = len(net.history)
-        self._observe(net.history[-1])
+        if self._observe(net.history[-1]) and self.anneal_start_ is None:
+            self._keep_best(net)
         if self.anneal_start_ is not None:
             net.history.record("anneal_epochs", self.anneal_epochs_)
             net.history.record("anneal_start", self.anneal_start_)
+            if self.anneal_from_ is not None:  # None: resumed from an older version's anneal
+                net.history.record("anneal_from", self.anneal_from_)
             done = epochs_done >= self.anneal_start_ + self.anneal_epochs_
             if done:
                 self.annealed_ = True
@@ -475,3 +523,4 @@ class AnnealOnPlateau(Callback):
         net.history.record("anneal_epochs", 0)
         if self.misses_ >= self.patience:
             self._start_anneal(net, epochs_done)
+            self._return_to_best(net, epochs_done)

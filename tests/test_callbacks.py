@@ -177,3 +177,64 @@ def test_default_fit_ends_annealed():
     model = CGCNNRegressor(**{**TINY, "lr": 0.002}, max_epochs=12).fit(X, Y)
     assert len(model.history_) <= 12
     assert _lrs(model)[-1] <= 0.05 * 0.002
+
+
+class _WeightsAtEpochs(Callback):
+    """Records the module's weights and Adam's step count after each epoch's last training
+    step, and at the start of each epoch (after the schedule has acted on the previous
+    epoch's end)."""
+
+    def initialize(self):
+        self.at_end, self.at_begin = {}, {}
+        return self
+
+    @staticmethod
+    def _state(net):
+        steps = [float(s["step"]) for s in net.optimizer_.state_dict()["state"].values()]
+        return ({k: v.clone() for k, v in net.module_.state_dict().items()}, steps[:1])
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.at_begin[len(net.history)] = self._state(net)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:  # the latest is the epoch's last step
+            self.at_end[len(net.history)] = self._state(net)
+
+
+def _same(a, b) -> bool:
+    return a[1] == b[1] and all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+
+
+@pytest.mark.parametrize("from_best", [True, False])
+def test_the_anneal_starts_from_the_best_epochs_weights_and_optimizer_state(from_best):
+    # epoch 1 is the best; epochs 2 and 3 miss -> the anneal starts after epoch 3, from the
+    # weights (and Adam's moments and step count) of epoch 1 -- or, without from_best, of 3
+    schedule = AnnealOnPlateau(patience=2, threshold=NEVER_IMPROVES, min_anneal_epochs=2,
+                               from_best=from_best)
+    spy = _WeightsAtEpochs()
+    model = _fit(max_epochs=50, callbacks__lr_scheduler=schedule, callbacks=[("spy", spy)],
+                 callbacks__early_stopping=None)
+    spy = dict(model.callbacks_)["spy"]
+    source = 1 if from_best else 3
+    assert _same(spy.at_begin[4], spy.at_end[source])
+    assert not _same(spy.at_begin[4], spy.at_end[4 - source])  # 3 resp. 1: they differ
+    assert list(model.history_[:, "anneal_from"][-2:]) == [source, source]
+    assert schedule.anneal_from_ == source
+    assert schedule.best_state_ is None  # the copy is dropped: a fitted model pickles without
+
+
+def test_the_anneal_starts_from_the_last_epoch_when_it_is_the_best():
+    # no validation data: nothing is monitored, the anneal (at floor(9 / 1.5) = 6) goes on
+    # from the last epoch's weights
+    schedule = AnnealOnPlateau()
+    spy = _WeightsAtEpochs()
+    model = _fit(max_epochs=9, train_split=None, callbacks__lr_scheduler=schedule,
+                 callbacks=[("spy", spy)], callbacks__early_stopping=None)
+    spy = dict(model.callbacks_)["spy"]
+    assert schedule.anneal_start_ == 6 and schedule.anneal_from_ == 6
+    assert _same(spy.at_begin[7], spy.at_end[6])
+
+
+def test_the_default_schedule_anneals_from_the_best_epoch():
+    assert CGCNNRegressor().get_params()["callbacks__lr_scheduler"].from_best
+    assert CGCNNClassifier().get_params()["callbacks__lr_scheduler"].from_best
