@@ -456,3 +456,12 @@ def test_an_ignored_sigint_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_change_of_the_default_schedule_is_a_new_experiment():
+    # the default preset's runs since the anneal starts from the best epoch are not skipped as
+    # equal to the runs recorded before (results/matbench_mp_gap.csv, 4k, seed 0); the budget
+    # preset, whose schedule did not change, keeps its id
+    assert settings_id(model_settings("cgcnn", max_train=4000)) != "b73b13cdb6"
+    assert settings_id(model_settings("cgcnn", preset="budget", max_train=4000,
+                                      time_budget=1500.0, max_epochs=60)) == "4aad1db484"
