@@ -10,6 +10,7 @@ import math
 import time
 import warnings
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 from skorch import NeuralNet
@@ -305,11 +306,12 @@ class AnnealOnPlateau(Callback):
     ``event_lr`` (the rate at its end) and ``anneal_epochs`` (the anneal's length once it has
     started, else 0).
 
-    With ``from_best`` (the default) the anneal starts from the best epoch's weights and
-    optimizer state, not from the last epoch's: the epochs of the plateau, at the full rate,
-    often only fit the training data closer, and an anneal from there may never come back to
-    the best validation score, so that the restored best weights would be high-rate weights
-    that were never annealed. The epoch the anneal starts from is recorded as ``anneal_from``.
+    With ``from_best`` (the default) the anneal starts from the best epoch's weights, not from
+    the last epoch's: the epochs of the plateau, at the full rate, often only fit the training
+    data closer, and an anneal from there may never come back to the best validation score, so
+    that the restored best weights would be high-rate weights that were never annealed (the
+    optimizer's moments go on as they are, as with a restart from a best-weights checkpoint).
+    The epoch the anneal starts from is recorded as ``anneal_from``.
 
     Parameters
     ----------
@@ -327,9 +329,11 @@ class AnnealOnPlateau(Callback):
     stop : bool, default=True
         Stop training when the anneal is complete (before ``max_epochs``).
     from_best : bool, default=True
-        Start the anneal from the weights and optimizer state of the epoch with the best
-        ``monitor`` score (a copy is kept in memory during ``fit``). Without validation data,
-        or when the last epoch is the best, the anneal starts from the last epoch.
+        Start the anneal from the weights of the epoch with the best ``monitor`` score (a copy
+        is kept in memory during ``fit``; a run resumed from a checkpoint after that epoch
+        takes them from a ``Checkpoint(monitor="valid_loss_best")`` callback's file). Without
+        validation data, or when the last epoch is the best, the anneal starts from the last
+        epoch.
 
     Attributes
     ----------
@@ -393,20 +397,39 @@ class AnnealOnPlateau(Callback):
         return False
 
     def _keep_best(self, net: NeuralNet) -> None:
-        """Copy the weights and optimizer state of the epoch just scored best."""
+        """Copy the weights of the epoch just scored best."""
         if self.from_best:
-            self.best_state_ = (deepcopy(net.module_.state_dict()),
-                                deepcopy(net.optimizer_.state_dict()))
+            self.best_state_ = deepcopy(net.module_.state_dict())
+
+    def _best_checkpoint_file(self, net: NeuralNet) -> Path | None:
+        """The best epoch's weights file of a ``Checkpoint`` on this monitor's best, if any."""
+        for _, callback in net.callbacks_:
+            if (isinstance(callback, Checkpoint) and callback.f_params is not None
+                    and callback.monitor == f"{self.monitor}_best"):
+                path = callback.get_formatted_files(net)["f_params"]
+                if isinstance(path, (str, Path)) and Path(path).is_file():
+                    return Path(path)
+        return None
 
     def _return_to_best(self, net: NeuralNet, epochs_done: int) -> None:
-        """Load the best epoch's weights and optimizer state when they are not the module's
-        (the last of the ``epochs_done`` epochs was not the best)."""
+        """Load the best epoch's weights when they are not the module's (the last of the
+        ``epochs_done`` epochs was not the best)."""
         self.anneal_from_ = epochs_done
-        if self.best_state_ is not None and self.misses_ > 0:
-            module_state, optimizer_state = self.best_state_
-            net.module_.load_state_dict(module_state)
-            net.optimizer_.load_state_dict(optimizer_state)
-            self.anneal_from_ = self.best_epoch_
+        if self.from_best and self.best_epoch_ is not None and self.misses_ > 0:
+            saved = None if self.best_state_ is not None else self._best_checkpoint_file(net)
+            if self.best_state_ is not None:
+                net.module_.load_state_dict(self.best_state_)
+            elif saved is not None:
+                net.load_params(f_params=saved)
+            else:
+                warnings.warn(
+                    f"the best epoch ({self.best_epoch_}) came before the checkpoint training "
+                    "was resumed from, and its weights are not in memory: the anneal starts "
+                    "from the last epoch's weights (add Checkpoint(monitor='valid_loss_best') "
+                    "to start it from the best)", UserWarning, stacklevel=2)
+                saved = False
+            if saved is not False:
+                self.anneal_from_ = self.best_epoch_
         self.best_state_ = None
 
     def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
@@ -418,7 +441,7 @@ class AnnealOnPlateau(Callback):
         self.anneal_from_: int | None = None
         self.annealed_ = False
         self.best_epoch_: int | None = None
-        self.best_state_: tuple[dict, dict] | None = None
+        self.best_state_: dict | None = None
         self.batches_per_epoch_: int | None = None
         self.batch_in_epoch_ = 0
         rows = list(net.history)
