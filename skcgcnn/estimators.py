@@ -60,10 +60,10 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
     lr : float, default=0.002
     max_epochs : int, default=200
         Upper bound on epochs. The rate stays at ``lr`` until the validation loss plateaus
-        (20 epochs without improvement), then anneals to zero over half as many epochs as were
-        trained, and training stops (``callbacks__lr_scheduler``, an
-        :class:`~skcgcnn.callbacks.AnnealOnPlateau`); without validation data the anneal takes
-        the last third of ``max_epochs``.
+        (20 epochs without improvement), then anneals to zero, starting from the best epoch's
+        weights, over half as many epochs as were trained, and training stops
+        (``callbacks__lr_scheduler``, an :class:`~skcgcnn.callbacks.AnnealOnPlateau`); without
+        validation data the anneal takes the last third of ``max_epochs``.
     batch_size : int, default=64
     train_split : "auto", None or callable, default="auto"
         "auto": a seeded random 10 % validation split (used by early stopping, which restores

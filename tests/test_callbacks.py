@@ -239,3 +239,28 @@ def test_the_anneal_starts_from_the_last_epoch_when_it_is_the_best():
 def test_the_default_schedule_anneals_from_the_best_epoch():
     assert CGCNNRegressor().get_params()["callbacks__lr_scheduler"].from_best
     assert CGCNNClassifier().get_params()["callbacks__lr_scheduler"].from_best
+
+
+def test_a_resumed_plateau_without_the_best_weights_warns_and_anneals_from_the_last(tmp_path):
+    # interrupted after epoch 3 of a plateau (epoch 1 best); the anneal starts after epoch 4:
+    # without a best-weights checkpoint, epoch 1's weights are gone, and the user is told
+    def schedule():
+        return AnnealOnPlateau(patience=3, threshold=NEVER_IMPROVES, min_anneal_epochs=2)
+
+    class InterruptAt(Checkpoint):
+        def __init__(self):
+            super().__init__(dirname=str(tmp_path), monitor=None)
+
+        def on_epoch_end(self, net, **kwargs):
+            super().on_epoch_end(net, **kwargs)
+            if len(net.history) == 3:
+                raise KeyboardInterrupt
+
+    checkpoint = InterruptAt()
+    _fit(max_epochs=30, callbacks__lr_scheduler=schedule(), callbacks__early_stopping=None,
+         callbacks=[("checkpoint", checkpoint)])
+    resumed_schedule = schedule()
+    with pytest.warns(UserWarning, match="the anneal starts from the last epoch's weights"):
+        _fit(max_epochs=30, callbacks__lr_scheduler=resumed_schedule,
+             callbacks__early_stopping=None, callbacks=[("resume", LoadInitState(checkpoint))])
+    assert resumed_schedule.anneal_start_ == 4 and resumed_schedule.anneal_from_ == 4
