@@ -411,7 +411,7 @@ def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
         row.update(
             inner_valid_loss=math.nan if apart or not valid else float(min(valid)),
             inner_valid_score=math.nan if apart else _inner_score(model, data, kind),
-            best_epoch=best, n_epochs=len(hist),
+            best_epoch=best, kept_epoch=_kept_epoch(net), n_epochs=len(hist),
             anneal_start=anneal[-1] if anneal else None,
             lr_at_stop=float(net.optimizer_.param_groups[0]["lr"]),
             lr=float(net.lr),
@@ -431,6 +431,12 @@ def run_one(task: str, variant: str, fold: int, seed: int, n_train: int | None,
           f"fit {fit_time:.0f} s, inner valid {row.get('inner_valid_loss', math.nan):.4f}, "
           f"epochs {row.get('n_epochs')}", flush=True)
     return row
+
+
+def _kept_epoch(net: Any) -> int | None:
+    """The epoch whose weights the fitted network holds (early stopping's choice)."""
+    early = dict(getattr(net, "callbacks_", [])).get("early_stopping")
+    return getattr(early, "kept_epoch_", None)
 
 
 def _inner_score(model: Any, data: dict[str, Any], kind: str) -> float:

@@ -80,13 +80,31 @@ class EarlyStoppingIfValidated(EarlyStopping):
     itself starts on a plateau). ``max_lr_fraction=None`` restores skorch's rule (stop on
     patience alone).
 
+    The weights kept at the end (``load_best``) are, by default, those of the best epoch among
+    the *annealed* ones (trained at a rate below ``net.lr``), when there are any: the lowest
+    validation loss of a run is often a lucky epoch of the high-rate phase (on a validation
+    set of a hundred structures, the minimum of dozens of noisy epochs), and restoring it would
+    throw the anneal away. Without any annealed epoch (a constant rate), the best of all.
+
     Parameters
     ----------
     max_lr_fraction : float or None, default=0.05
         Stop only once the learning rate has decayed to this fraction of ``net.lr``.
+    prefer_annealed : bool, default=True
+        With ``load_best``: keep the best of the epochs trained at a rate below ``net.lr``
+        when there are any (False: the best of all epochs, skorch's rule).
     **kwargs
         skorch ``EarlyStopping`` parameters (``patience``, ``monitor``, ``threshold``,
         ``load_best``...).
+
+    Attributes
+    ----------
+    best_epoch_ : int
+        The epoch with the best score of all (skorch's).
+    annealed_best_epoch_ : int or None
+        The epoch with the best score among the annealed ones.
+    kept_epoch_ : int or None
+        The epoch whose weights the module holds after ``fit``.
 
     Examples
     --------
@@ -105,11 +123,33 @@ class EarlyStoppingIfValidated(EarlyStopping):
         sink: Any = print,
         load_best: bool = False,
         max_lr_fraction: float | None = 0.05,
+        prefer_annealed: bool = True,
     ) -> None:
         super().__init__(monitor=monitor, patience=patience, threshold=threshold,
                          threshold_mode=threshold_mode, lower_is_better=lower_is_better,
                          sink=sink, load_best=load_best)
         self.max_lr_fraction = max_lr_fraction
+        self.prefer_annealed = prefer_annealed
+
+    @staticmethod
+    def _below_start(lr: float | None, net: NeuralNet) -> bool:
+        return lr is not None and float(lr) < float(net.lr) * (1 - 1e-9)
+
+    def _better_annealed(self, score: float) -> bool:
+        best = getattr(self, "annealed_best_", None)
+        if best is None:
+            return True
+        return score < best if self.lower_is_better else score > best
+
+    def _track_annealed(self, net: NeuralNet) -> None:
+        """Keep the weights of the best epoch trained at a decayed rate."""
+        decayed = self._below_start(_current_lr(net), net)
+        if not (self.load_best and self.prefer_annealed and decayed):
+            return
+        score = float(net.history[-1, self.monitor])
+        if self._better_annealed(score):
+            self.annealed_best_, self.annealed_best_epoch_ = score, net.history[-1, "epoch"]
+            self.annealed_weights_ = deepcopy(net.module_.state_dict())
 
     def _lr_has_decayed(self, net: NeuralNet) -> bool:
         if self.max_lr_fraction is None:
@@ -122,6 +162,7 @@ class EarlyStoppingIfValidated(EarlyStopping):
         then one line names the epoch that stopped the fit and the best one."""
         if self.monitor not in net.history[-1]:
             return
+        self._track_annealed(net)
         if self._is_score_improved(net.history[-1, self.monitor]):
             super().on_epoch_end(net, **kwargs)  # records the best epoch (and its weights)
             return
@@ -140,8 +181,13 @@ class EarlyStoppingIfValidated(EarlyStopping):
                    f"{self.misses_} epochs")
         if best is not None:
             restored = self.load_best and getattr(self, "best_model_weights_", None) is not None
-            message += (f" (best {best:.4g} at epoch {best_epoch}"
-                        + ("; its weights are restored)" if restored else ")"))
+            annealed = self.annealed_best_epoch_
+            if annealed is not None and annealed != best_epoch:
+                message += (f" (best {best:.4g} at epoch {best_epoch}; the weights kept are "
+                            f"those of epoch {annealed}, the best annealed one)")
+            else:
+                message += (f" (best {best:.4g} at epoch {best_epoch}"
+                            + ("; its weights are restored)" if restored else ")"))
         self._sink(message, effective_verbose(net))
         self.announced_ = True
         raise KeyboardInterrupt
@@ -158,6 +204,8 @@ class EarlyStoppingIfValidated(EarlyStopping):
         )
         super().on_train_begin(net, **kwargs)
         self.announced_ = False
+        self.annealed_best_ = self.annealed_best_epoch_ = self.annealed_weights_ = None
+        self.kept_epoch_ = None
         rows = [row for row in net.history if self.monitor in row]
         for row in rows:
             if self._is_score_improved(row[self.monitor]):
@@ -166,6 +214,7 @@ class EarlyStoppingIfValidated(EarlyStopping):
                 self.best_epoch_ = row["epoch"]
             else:
                 self.misses_ += 1
+        self._replay_annealed(net, rows)
         if not rows or not self.load_best:
             return
         self.misses_ = min(self.misses_, max(self.patience - 1, 0))
@@ -176,23 +225,57 @@ class EarlyStoppingIfValidated(EarlyStopping):
         ):  # the module holds the best epoch's weights: the last one's, or restored at the end
             self.best_model_weights_ = deepcopy(net.module_.state_dict())
 
+    def _replay_annealed(self, net: NeuralNet, rows: list) -> None:
+        """The best annealed epoch of the loaded history's current cycle (a resumed anneal);
+        its weights are in memory only when it is the last epoch."""
+        if not (self.load_best and self.prefer_annealed and rows):
+            return
+        starts = [i for i, row in enumerate(net.history) if row.get("cycle_start")]
+        first_epoch = net.history[starts[-1]]["epoch"] if starts else 1
+        done = rows[-1].get("anneal_epochs") and rows[-1].get("anneal_start") is not None and (
+            len(net.history) >= rows[-1]["anneal_start"] + rows[-1]["anneal_epochs"])
+        if done:  # a finished anneal: this call starts a new cycle
+            return
+        for row in rows:
+            if row["epoch"] >= first_epoch and self._below_start(row.get("event_lr"), net) and (
+                    self._better_annealed(float(row[self.monitor]))):
+                self.annealed_best_ = float(row[self.monitor])
+                self.annealed_best_epoch_ = row["epoch"]
+        if self.annealed_best_epoch_ is not None and (
+                self.annealed_best_epoch_ == net.history[-1]["epoch"]):
+            self.annealed_weights_ = deepcopy(net.module_.state_dict())
+
     def _holds_best(self, net: NeuralNet) -> bool:
         restored = getattr(self, "_restored_", None)
         return (restored is not None and restored[0] == self.best_epoch_
                 and restored[1] == _fingerprint(net.module_))
 
     def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
-        """Restore the best weights, then drop the copy (the module holds them now), so that a
-        fitted estimator pickles without a second copy of its weights."""
+        """Restore the best (annealed) weights, then drop the copies (the module holds them
+        now), so that a fitted estimator pickles without a second copy of its weights."""
         self._restored_ = None
-        if self.load_best and self.best_model_weights_ is not None:
-            if self.best_epoch_ != net.history[-1, "epoch"]:  # skorch's, with our verbosity
-                net.module_.load_state_dict(self.best_model_weights_)
-                if not getattr(self, "announced_", False):
-                    self._sink(f"Restored the weights of epoch {self.best_epoch_} (best "
-                               f"{self.monitor}).", effective_verbose(net))
+        annealed = self.annealed_best_epoch_ is not None
+        if annealed and self.annealed_weights_ is None:
+            if self.annealed_best_epoch_ != net.history[-1, "epoch"]:
+                warnings.warn(
+                    f"the best annealed epoch ({self.annealed_best_epoch_}) came before the "
+                    "checkpoint training was resumed from, and its weights are not in memory: "
+                    "keeping the last epoch's weights, annealed as well", UserWarning,
+                    stacklevel=2)
+            self.kept_epoch_ = net.history[-1, "epoch"]
             self.best_model_weights_ = None
-            self._restored_ = (self.best_epoch_, _fingerprint(net.module_))
+        elif annealed or (self.load_best and self.best_model_weights_ is not None):
+            weights, epoch, which = (
+                (self.annealed_weights_, self.annealed_best_epoch_, "of the annealed epochs")
+                if annealed else (self.best_model_weights_, self.best_epoch_, "of all"))
+            if epoch != net.history[-1, "epoch"]:  # skorch's, with our verbosity
+                net.module_.load_state_dict(weights)
+                if not getattr(self, "announced_", False):
+                    self._sink(f"Restored the weights of epoch {epoch} (best {self.monitor} "
+                               f"{which}).", effective_verbose(net))
+            self.best_model_weights_ = self.annealed_weights_ = None
+            self.kept_epoch_ = epoch
+            self._restored_ = (epoch, _fingerprint(net.module_))
         elif (
             self.load_best
             and 0 < getattr(self, "best_epoch_", 0) < len(net.history)

@@ -242,7 +242,8 @@ def _validation_summary(model: Any) -> str | None:
     if not rows:
         return None
     early = dict(model.callbacks_).get("early_stopping")
-    epoch = getattr(early, "best_epoch_", None) if early is not None else None
+    epoch = None if early is None else (getattr(early, "kept_epoch_", None)
+                                        or getattr(early, "best_epoch_", None))
     row = next((r for r in rows if r["epoch"] == epoch), rows[-1])
     if "valid_mae" in row:
         return (f"validation MAE {row['valid_mae']:.4g} (units of the targets) at epoch "

@@ -123,8 +123,8 @@ def test_default_pair_never_stops_before_the_rate_has_decayed():
     stop_lr = model.optimizer_.param_groups[0]["lr"]
     assert stop_lr <= 0.05 * TINY["lr"]
     assert 4 + 1 <= len(model.history_) <= 4 + 6
-    # and the best weights (epoch 1) were restored: the predictions are those of epoch 1's model
-    assert stopper.best_epoch_ == 1
+    # epoch 1 is the best of all; the weights kept are those of the best annealed epoch
+    assert stopper.best_epoch_ == 1 and stopper.kept_epoch_ == stopper.annealed_best_epoch_ > 4
 
 
 def test_classifier_uses_the_same_rule():
@@ -264,3 +264,38 @@ def test_a_resumed_plateau_without_the_best_weights_warns_and_anneals_from_the_l
         _fit(max_epochs=30, callbacks__lr_scheduler=resumed_schedule,
              callbacks__early_stopping=None, callbacks=[("resume", LoadInitState(checkpoint))])
     assert resumed_schedule.anneal_start_ == 4 and resumed_schedule.anneal_from_ == 4
+
+
+def _annealed_best(model) -> int:
+    rows = [row for row in model.history_ if row["event_lr"] < model.lr]
+    return min(rows, key=lambda row: row["valid_loss"])["epoch"]
+
+
+@pytest.mark.parametrize("prefer_annealed", [True, False])
+def test_the_weights_kept_are_the_best_annealed_epochs(prefer_annealed):
+    # the schedule sees no improvement after epoch 1 (NEVER_IMPROVES) and anneals in epochs 4
+    # and 5, from epoch 1's weights: the best of these two is kept, whichever epoch has the
+    # lowest validation loss of all (prefer_annealed=False: that one, skorch's rule)
+    spy = _WeightsAtEpochs()
+    stopper = EarlyStoppingIfValidated(patience=30, load_best=True,
+                                       prefer_annealed=prefer_annealed)
+    schedule = AnnealOnPlateau(patience=2, threshold=NEVER_IMPROVES, min_anneal_epochs=2)
+    model = _fit(max_epochs=50, callbacks__lr_scheduler=schedule,
+                 callbacks__early_stopping=stopper, callbacks=[("spy", spy)])
+    spy = dict(model.callbacks_)["spy"]
+    assert len(model.history_) == 5
+    best_of_all = int(np.argmin(model.history_[:, "valid_loss"])) + 1
+    kept = _annealed_best(model) if prefer_annealed else best_of_all
+    assert kept in ((4, 5) if prefer_annealed else (1, 2, 3, 4, 5))
+    assert stopper.kept_epoch_ == kept
+    final = ({k: v for k, v in model.module_.state_dict().items()}, None)
+    assert _same(final, spy.at_end[kept])
+    assert stopper.annealed_weights_ is None and stopper.best_model_weights_ is None
+
+
+def test_without_an_anneal_the_best_of_all_epochs_is_kept():
+    # a constant rate (no scheduler): nothing is annealed, skorch's rule holds
+    stopper = EarlyStoppingIfValidated(patience=30, load_best=True)
+    model = _fit(max_epochs=6, callbacks__lr_scheduler=None, callbacks__early_stopping=stopper)
+    best = int(np.argmin(model.history_[:, "valid_loss"])) + 1
+    assert stopper.annealed_best_epoch_ is None and stopper.kept_epoch_ == best

@@ -32,7 +32,7 @@ MODELS = ("cgcnn", "rf-magpie")
 #: ``default``: the estimator's defaults (AdamW lr 2e-3, batch 64, up to 200 epochs, constant LR
 #: until the 10 % inner split's loss plateaus for 20 epochs, then a cosine anneal to zero and a
 #: stop (:class:`~skcgcnn.callbacks.AnnealOnPlateau`), the anneal started from the best epoch's
-#: weights, best weights restored).
+#: weights, the best annealed epoch's weights kept).
 #: ``budget``: the same optimizer, batch and inner split, but one cosine decay of the LR that ends
 #: when ``max_epochs`` (120) or the time budget (``--time-budget``) runs out, whichever first
 #: (:class:`BudgetCosineLR`); the best inner-validation weights are restored at the end. On
@@ -174,7 +174,7 @@ def model_settings(name: str, preset: str = "default", max_train: int | None = N
     if name == "cgcnn":
         settings.update(preset=preset, time_budget=time_budget, max_epochs=max_epochs)
         if preset == "default":  # the defaults' schedule since 3ba49d9 (runs before: other ids)
-            settings["anneal"] = "from_best"
+            settings["anneal"] = "from_best, annealed best kept"
     else:
         settings.update(n_estimators=100, features="magpie+scm-eigs")
     if full:
