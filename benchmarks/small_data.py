@@ -142,23 +142,32 @@ def graphs_for(task: str, fold: int, n_train: int | None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ variants
-def _schedule(kind: str, from_best: bool = False) -> dict[str, Any]:
+def _schedule(kind: str, from_best: bool = False, prefer_annealed: bool = False
+              ) -> dict[str, Any]:
     """The agreed schedule: constant LR, anneal on plateau, stop once annealed; the anneal
-    goes on from the last epoch's weights (the default up to 608c499)."""
+    goes on from the last epoch's weights, and the best epoch of all is kept (the defaults
+    up to 608c499)."""
     from skcgcnn.callbacks import AnnealOnPlateau, EarlyStoppingIfValidated
 
     return {
         "callbacks__lr_scheduler": AnnealOnPlateau(patience=20, anneal_fraction=0.5,
                                                    from_best=from_best),
-        "callbacks__early_stopping": EarlyStoppingIfValidated(patience=30, load_best=True,
-                                                              max_lr_fraction=0.05),
+        "callbacks__early_stopping": EarlyStoppingIfValidated(
+            patience=30, load_best=True, max_lr_fraction=0.05, prefer_annealed=prefer_annealed),
     }
 
 
 def _schedule_from_best(kind: str) -> dict[str, Any]:
-    """The same schedule, its anneal started from the best epoch's weights and optimizer
-    state (``AnnealOnPlateau(from_best=True)``)."""
+    """The same schedule, its anneal started from the best epoch's weights
+    (``AnnealOnPlateau(from_best=True)``)."""
     return _schedule(kind, from_best=True)
+
+
+def _schedule_v2(kind: str) -> dict[str, Any]:
+    """The defaults since 1a1898f: the anneal starts from the best epoch's weights, and the
+    weights kept are the best annealed epoch's
+    (``EarlyStoppingIfValidated(prefer_annealed=True)``)."""
+    return _schedule(kind, from_best=True, prefer_annealed=True)
 
 
 def _old_schedule(kind: str) -> dict[str, Any]:
@@ -204,8 +213,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ens5": {"schedule": _schedule, "params": {}, "ensemble": 5},
     # the anneal starts from the best epoch's weights, not from the plateau's last epoch
     "afb": {"schedule": _schedule_from_best, "params": {}},
-    "afb-l1": {"schedule": _schedule_from_best, "params": {"criterion": "L1Loss"}},
-    "afb-magpie": {"schedule": _schedule_from_best, "params": {}, "atom_table": "magpie"},
+    # ... and the best *annealed* epoch is kept: the defaults since 1a1898f
+    "v2": {"schedule": _schedule_v2, "params": {}},
+    "v2-l1": {"schedule": _schedule_v2, "params": {"criterion": "L1Loss"}},
+    "v2-magpie": {"schedule": _schedule_v2, "params": {}, "atom_table": "magpie"},
+    "v2-logy": {"schedule": _schedule_v2, "params": {}, "log_target": True},
+    "v2-ens5": {"schedule": _schedule_v2, "params": {}, "ensemble": 5},
 }
 
 
