@@ -58,6 +58,19 @@ class StopOnNonFiniteLoss(Callback):
             )
 
 
+def _checkpoint_file(net: NeuralNet, monitor: str) -> Path | None:
+    """The weights file of a ``Checkpoint`` callback of ``net`` that saves on ``monitor`` (a
+    history key such as ``"valid_loss_best"``), when it exists: the weights of an epoch that
+    came before a resume."""
+    for _, callback in net.callbacks_:
+        if (isinstance(callback, Checkpoint) and callback.f_params is not None
+                and callback.monitor == monitor):
+            path = callback.get_formatted_files(net)["f_params"]
+            if isinstance(path, (str, Path)) and Path(path).is_file():
+                return Path(path)
+    return None
+
+
 def _current_lr(net: NeuralNet) -> float:
     optimizer = getattr(net, "optimizer_", None)
     if optimizer is None or not optimizer.param_groups:
@@ -142,12 +155,14 @@ class EarlyStoppingIfValidated(EarlyStopping):
         return score < best if self.lower_is_better else score > best
 
     def _track_annealed(self, net: NeuralNet) -> None:
-        """Keep the weights of the best epoch trained at a decayed rate."""
-        decayed = self._below_start(_current_lr(net), net)
-        if not (self.load_best and self.prefer_annealed and decayed):
-            return
+        """Keep the weights of the best epoch trained at a decayed rate; the history's
+        ``annealed_best`` says which epochs were (for a ``Checkpoint(monitor="annealed_best")``
+        that lets a resumed run keep them too)."""
         score = float(net.history[-1, self.monitor])
-        if self._better_annealed(score):
+        better = (self.load_best and self.prefer_annealed
+                  and self._below_start(_current_lr(net), net) and self._better_annealed(score))
+        net.history.record("annealed_best", bool(better))
+        if better:
             self.annealed_best_, self.annealed_best_epoch_ = score, net.history[-1, "epoch"]
             self.annealed_weights_ = deepcopy(net.module_.state_dict())
 
@@ -226,19 +241,18 @@ class EarlyStoppingIfValidated(EarlyStopping):
             self.best_model_weights_ = deepcopy(net.module_.state_dict())
 
     def _replay_annealed(self, net: NeuralNet, rows: list) -> None:
-        """The best annealed epoch of the loaded history's current cycle (a resumed anneal);
-        its weights are in memory only when it is the last epoch."""
+        """The best annealed epoch of the loaded history's current cycle (a resumed anneal;
+        the history marks it ``annealed_best``); its weights are in memory only when it is
+        the last epoch."""
         if not (self.load_best and self.prefer_annealed and rows):
             return
-        starts = [i for i, row in enumerate(net.history) if row.get("cycle_start")]
-        first_epoch = net.history[starts[-1]]["epoch"] if starts else 1
-        done = rows[-1].get("anneal_epochs") and rows[-1].get("anneal_start") is not None and (
-            len(net.history) >= rows[-1]["anneal_start"] + rows[-1]["anneal_epochs"])
-        if done:  # a finished anneal: this call starts a new cycle
-            return
+        last = rows[-1]
+        if last.get("anneal_epochs") and last.get("anneal_start") is not None and (
+                len(net.history) >= last["anneal_start"] + last["anneal_epochs"]):
+            return  # a finished anneal: this call starts a new cycle
+        starts = [row["epoch"] for row in net.history if row.get("cycle_start")]
         for row in rows:
-            if row["epoch"] >= first_epoch and self._below_start(row.get("event_lr"), net) and (
-                    self._better_annealed(float(row[self.monitor]))):
+            if row.get("annealed_best") and row["epoch"] >= (starts[-1] if starts else 1):
                 self.annealed_best_ = float(row[self.monitor])
                 self.annealed_best_epoch_ = row["epoch"]
         if self.annealed_best_epoch_ is not None and (
@@ -252,43 +266,43 @@ class EarlyStoppingIfValidated(EarlyStopping):
 
     def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
         """Restore the best (annealed) weights, then drop the copies (the module holds them
-        now), so that a fitted estimator pickles without a second copy of its weights."""
+        now), so that a fitted estimator pickles without a second copy of its weights.
+
+        Weights of an epoch before a resume are read from a ``Checkpoint`` on
+        ``annealed_best`` (resp. ``valid_loss_best``); without one, a warning says that the
+        last epoch's weights are kept."""
         self._restored_ = None
+        last = net.history[-1, "epoch"] if len(net.history) else 0
+        self.kept_epoch_ = last
+        if not self.load_best:
+            return
         annealed = self.annealed_best_epoch_ is not None
-        if annealed and self.annealed_weights_ is None:
-            if self.annealed_best_epoch_ != net.history[-1, "epoch"]:
+        epoch, weights, monitor, which = (
+            (self.annealed_best_epoch_, self.annealed_weights_, "annealed_best",
+             "best annealed epoch") if annealed
+            else (self.best_epoch_, self.best_model_weights_, f"{self.monitor}_best",
+                  "best epoch"))
+        self.best_model_weights_ = self.annealed_weights_ = None
+        if not epoch:
+            return
+        if epoch != last and weights is not None:
+            net.module_.load_state_dict(weights)
+            if not getattr(self, "announced_", False):
+                kind = "of the annealed epochs" if annealed else "of all"
+                self._sink(f"Restored the weights of epoch {epoch} (best {self.monitor} "
+                           f"{kind}).", effective_verbose(net))
+        elif epoch != last and _checkpoint_file(net, monitor) is not None:
+            net.load_params(f_params=_checkpoint_file(net, monitor))
+        elif epoch != last:
+            if not any(isinstance(cb, Checkpoint) and cb.load_best for _, cb in net.callbacks_):
                 warnings.warn(
-                    f"the best annealed epoch ({self.annealed_best_epoch_}) came before the "
-                    "checkpoint training was resumed from, and its weights are not in memory: "
-                    "keeping the last epoch's weights, annealed as well", UserWarning,
+                    f"the {which} ({epoch}) came before the checkpoint training was resumed "
+                    "from, and its weights are not in memory: keeping the last epoch's weights "
+                    f"(add Checkpoint(monitor={monitor!r}) to restore them)", UserWarning,
                     stacklevel=2)
-            self.kept_epoch_ = net.history[-1, "epoch"]
-            self.best_model_weights_ = None
-        elif annealed or (self.load_best and self.best_model_weights_ is not None):
-            weights, epoch, which = (
-                (self.annealed_weights_, self.annealed_best_epoch_, "of the annealed epochs")
-                if annealed else (self.best_model_weights_, self.best_epoch_, "of all"))
-            if epoch != net.history[-1, "epoch"]:  # skorch's, with our verbosity
-                net.module_.load_state_dict(weights)
-                if not getattr(self, "announced_", False):
-                    self._sink(f"Restored the weights of epoch {epoch} (best {self.monitor} "
-                               f"{which}).", effective_verbose(net))
-            self.best_model_weights_ = self.annealed_weights_ = None
-            self.kept_epoch_ = epoch
-            self._restored_ = (epoch, _fingerprint(net.module_))
-        elif (
-            self.load_best
-            and 0 < getattr(self, "best_epoch_", 0) < len(net.history)
-            and not any(isinstance(cb, Checkpoint) and cb.load_best for _, cb in net.callbacks_)
-        ):
-            warnings.warn(
-                f"the best epoch ({self.best_epoch_}) came before the checkpoint training was "
-                "resumed from, and its weights are not in memory: keeping the last epoch's "
-                "weights (add Checkpoint(monitor='valid_loss_best', load_best=True) to restore "
-                "them)",
-                UserWarning,
-                stacklevel=2,
-            )
+            return
+        self.kept_epoch_ = epoch
+        self._restored_ = (epoch, _fingerprint(net.module_))
 
 
 class BudgetCosineLR(Callback):
@@ -484,22 +498,13 @@ class AnnealOnPlateau(Callback):
         if self.from_best:
             self.best_state_ = deepcopy(net.module_.state_dict())
 
-    def _best_checkpoint_file(self, net: NeuralNet) -> Path | None:
-        """The best epoch's weights file of a ``Checkpoint`` on this monitor's best, if any."""
-        for _, callback in net.callbacks_:
-            if (isinstance(callback, Checkpoint) and callback.f_params is not None
-                    and callback.monitor == f"{self.monitor}_best"):
-                path = callback.get_formatted_files(net)["f_params"]
-                if isinstance(path, (str, Path)) and Path(path).is_file():
-                    return Path(path)
-        return None
-
     def _return_to_best(self, net: NeuralNet, epochs_done: int) -> None:
         """Load the best epoch's weights when they are not the module's (the last of the
         ``epochs_done`` epochs was not the best)."""
         self.anneal_from_ = epochs_done
         if self.from_best and self.best_epoch_ is not None and self.misses_ > 0:
-            saved = None if self.best_state_ is not None else self._best_checkpoint_file(net)
+            saved = None if self.best_state_ is not None else _checkpoint_file(
+                net, f"{self.monitor}_best")
             if self.best_state_ is not None:
                 net.module_.load_state_dict(self.best_state_)
             elif saved is not None:

@@ -268,3 +268,24 @@ def test_pick_against_default_uses_only_pairs_with_both_scores(sd, monkeypatch):
     assert summary.pick_against_default(worse, "regression") == "new"
     auc = runs.assign(inner_valid_score=[np.nan, 0.90, 0.91, 0.5, 0.92, 0.95, 0.99, 0.99])
     assert summary.pick_against_default(auc, "classification") == "logy"  # higher is better
+
+
+@pytest.mark.parametrize("kind", ["regression", "classification"])
+def test_the_v2_variant_is_the_estimators_defaults_and_new_is_the_earlier_schedule(sd, kind):
+    # the runs labelled "v2" measure what CGCNNRegressor() / CGCNNClassifier() do today, the
+    # runs labelled "new" what they did up to 608c499
+    from skcgcnn import CGCNNClassifier, CGCNNRegressor
+
+    cls = CGCNNRegressor if kind == "regression" else CGCNNClassifier
+
+    def schedule(estimator):  # the callbacks a fit uses (the variant's replace the defaults)
+        callbacks = dict(estimator.initialize_callbacks().callbacks_)
+        return {f"{name}__{key}": value for name in ("lr_scheduler", "early_stopping")
+                for key, value in callbacks[name].get_params().items()}
+
+    default = schedule(cls())
+    assert schedule(sd.make_cgcnn("v2", kind, seed=0)) == default
+    new = schedule(sd.make_cgcnn("new", kind, seed=0))
+    assert {k for k in new if new[k] != default[k]} == {
+        "lr_scheduler__from_best", "early_stopping__prefer_annealed"}
+    assert not new["lr_scheduler__from_best"] and not new["early_stopping__prefer_annealed"]

@@ -101,30 +101,33 @@ def test_keyboard_interrupt_keeps_a_usable_model_with_the_best_weights(kind, tra
 
 
 # --------------------------------------------------------------------------- checkpoint + resume
-def _best_checkpoint(tmp_path) -> Checkpoint:
-    """Weights only of the best validation epoch, loaded when training ends."""
-    return Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best", fn_prefix="best_",
-                      f_optimizer=None, f_criterion=None, f_history=None, load_best=True,
-                      event_name="event_best")
+def _best_checkpoints(tmp_path) -> list[tuple[str, Checkpoint]]:
+    """Weights only of the best validation epoch and of the best annealed one (the recipe of
+    docs/robustness.md): early stopping reads them when those epochs came before a resume."""
+    return [(kind, Checkpoint(dirname=str(tmp_path), monitor=monitor, fn_prefix=f"{kind}_",
+                              f_optimizer=None, f_criterion=None, f_history=None,
+                              event_name=f"event_{kind}"))
+            for kind, monitor in [("best", "valid_loss_best"), ("annealed", "annealed_best")]]
 
 
-def _straight_and_resumed(cls, y, tmp_path, train_split):
-    """4 epochs straight, and 2 epochs (interrupted) + 2 resumed from the checkpoint.
+def _straight_and_resumed(cls, y, tmp_path, train_split, epochs=4, stop=2):
+    """``epochs`` epochs straight, and ``stop`` epochs (interrupted) + the rest resumed from
+    the checkpoint.
 
     This is the recipe of docs/robustness.md: a ``Checkpoint(monitor=None)`` holds the last
-    epoch's full state; with validation data a second checkpoint keeps the best weights.
+    epoch's full state; with validation data two more keep the best and best annealed weights.
     """
     def best():
-        return [("best", _best_checkpoint(tmp_path))] if train_split is not None else []
+        return _best_checkpoints(tmp_path) if train_split is not None else []
 
-    straight = cls(**TINY, max_epochs=4, train_split=train_split,
+    straight = cls(**TINY, max_epochs=epochs, train_split=train_split,
                    callbacks=[*best()]).fit(X, y)
 
     last = Checkpoint(dirname=str(tmp_path), monitor=None)  # every epoch, all state
-    cls(**TINY, max_epochs=4, train_split=train_split,
-        callbacks=[("last", last), *best(), ("interrupt", _InterruptAt(2))]).fit(X, y)
+    cls(**TINY, max_epochs=epochs, train_split=train_split,
+        callbacks=[("last", last), *best(), ("interrupt", _InterruptAt(stop))]).fit(X, y)
     # a fresh estimator, as in a new process: LoadInitState loads the last checkpoint
-    resumed = cls(**TINY, max_epochs=4, train_split=train_split, callbacks=[
+    resumed = cls(**TINY, max_epochs=epochs, train_split=train_split, callbacks=[
         ("last", Checkpoint(dirname=str(tmp_path), monitor=None)), *best(),
         ("resume", LoadInitState(last)),
     ])
@@ -136,10 +139,13 @@ def _straight_and_resumed(cls, y, tmp_path, train_split):
 
 @pytest.mark.parametrize("train_split", ["auto", None], ids=["with-validation", "no-validation"])
 @pytest.mark.parametrize("kind", list(ESTIMATORS))
-def test_two_plus_two_resumed_epochs_equal_four_straight(kind, train_split, tmp_path):
+@pytest.mark.parametrize("epochs, stop", [(4, 2), (6, 5)], ids=["2+2", "5+1-mid-anneal"])
+def test_resumed_epochs_equal_the_straight_run(kind, train_split, epochs, stop, tmp_path):
+    # 2+2: the anneal (epochs 3 and 4, from the best epoch's weights) begins after the resume;
+    # 5+1: it began before (epochs 5 and 6), so the best annealed epoch may precede the resume
     cls, y = ESTIMATORS[kind]
-    straight, resumed = _straight_and_resumed(cls, y, tmp_path, train_split)
-    assert len(resumed.history_) == 4  # the rest of max_epochs, not 4 more
+    straight, resumed = _straight_and_resumed(cls, y, tmp_path, train_split, epochs, stop)
+    assert len(resumed.history_) == epochs  # the rest of max_epochs, not all of them again
     np.testing.assert_allclose(resumed.history_[:, "train_loss"],
                                straight.history_[:, "train_loss"], rtol=1e-6)
     # the cosine LR schedule continues where it stopped
@@ -233,3 +239,15 @@ def test_featurizer_n_jobs_does_not_change_the_model(perovskites):
             warnings.simplefilter("ignore", UserWarning)
             predictions.append(model.fit(structures, y).predict(structures))
     np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+def test_a_best_annealed_epoch_before_the_resume_is_read_from_its_checkpoint(tmp_path,
+                                                                           monkeypatch):
+    # 9 epochs, the anneal in epochs 7-9; with this seed the best annealed epoch is 7, one
+    # epoch before the checkpoint training resumes from (8): its weights come from the
+    # "annealed" checkpoint's file, and the resumed model equals the straight one
+    monkeypatch.setitem(TINY, "random_state", 2)
+    straight, resumed = _straight_and_resumed(CGCNNRegressor, Y, tmp_path, "auto", 9, 8)
+    kept = dict(straight.callbacks_)["early_stopping"].kept_epoch_
+    assert kept == dict(resumed.callbacks_)["early_stopping"].kept_epoch_ == 7
+    np.testing.assert_allclose(resumed.predict(X), straight.predict(X), rtol=1e-5, atol=1e-6)

@@ -1,11 +1,12 @@
 """A CGCNN fold that survives being stopped: checkpoints every epoch, resumes exactly.
 
 For long folds (the whole mp_gap training set on a CPU takes hours) the runner gives the CGCNN
-estimator three skorch callbacks (:func:`checkpoint_callbacks`): a ``Checkpoint`` of the whole
-training state after every epoch, a second one of the best validation epoch's weights (restored
-when training ends, also when that epoch came before a resume) and, when a checkpoint is on disk,
-``LoadInitState``. The estimator reseeds every epoch from ``random_state`` and its callbacks
-replay the recorded history, so a fold stopped and resumed ends where a straight run does.
+estimator skorch callbacks (:func:`checkpoint_callbacks`): a ``Checkpoint`` of the whole
+training state after every epoch, two of the weights of the best validation epoch and of the
+best annealed one (which early stopping reads when that epoch came before a resume: the weights
+kept at the end and the anneal's start) and, when a checkpoint is on disk, ``LoadInitState``.
+The estimator reseeds every epoch from ``random_state`` and its callbacks replay the recorded
+history, so a fold stopped and resumed ends where a straight run does.
 
 :func:`stop_at_epoch_end` turns Ctrl-C / SIGTERM during a fit into "finish this epoch (its
 checkpoint is written), then stop, record nothing": without it skorch would end the fit early
@@ -104,8 +105,8 @@ def checkpoint_callbacks(folder: Path, validated: bool) -> list[tuple[str, Any]]
     folder : Path
         Where the fold's checkpoint lives (created on the first save).
     validated : bool
-        Whether the estimator holds out a validation split (then the best epoch's weights are
-        checkpointed too, and restored when training ends).
+        Whether the estimator holds out a validation split (then the weights of the best epoch
+        and of the best annealed epoch are checkpointed too).
 
     Returns
     -------
@@ -114,15 +115,16 @@ def checkpoint_callbacks(folder: Path, validated: bool) -> list[tuple[str, Any]]
     Examples
     --------
     >>> [name for name, _ in checkpoint_callbacks(Path("ck"), validated=True)]
-    ['fold_checkpoint', 'fold_best']
+    ['fold_checkpoint', 'fold_best', 'fold_annealed']
     """
     last = Checkpoint(dirname=str(folder), monitor=None)
     callbacks: list[tuple[str, Any]] = [("fold_checkpoint", last)]
-    if validated:
-        callbacks.append(("fold_best", Checkpoint(
-            dirname=str(folder), monitor="valid_loss_best", fn_prefix="best_",
-            f_optimizer=None, f_criterion=None, f_history=None, load_best=True,
-            event_name="event_best")))  # its own history key, not a second "event_cp"
+    if validated:  # the weights early stopping keeps and the anneal starts from, on disk
+        callbacks += [(f"fold_{kind}", Checkpoint(
+            dirname=str(folder), monitor=f"{kind}_best" if kind == "annealed" else
+            "valid_loss_best", fn_prefix=f"{kind}_", f_optimizer=None, f_criterion=None,
+            f_history=None, event_name=f"event_{kind}"))  # own history keys, not "event_cp"
+            for kind in ("best", "annealed")]
     if (folder / "params.pt").is_file() and (folder / "history.json").is_file():
         callbacks.append(("fold_resume", LoadInitState(last)))
     return callbacks
