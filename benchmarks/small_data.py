@@ -222,6 +222,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The variant that is ``CGCNNRegressor()`` / ``CGCNNClassifier()`` today (the anneal from the
+#: best epoch, the best annealed epoch kept: 1a1898f), and the defaults before it (to 608c499).
+DEFAULT, PREVIOUS_DEFAULT = "v2", "new"
+
+
+def reference_variant(runs: pd.DataFrame) -> str:
+    """What the other variants of ``runs`` (one task and size) are compared with: the default
+    where it ran (seed 0), else the previous default."""
+    ran = (runs.variant == DEFAULT) & (runs.seed == 0)
+    return DEFAULT if ran.any() else PREVIOUS_DEFAULT
+
+
 def no_inner_split(variant: str) -> bool:
     """Variants whose networks hold out different structures (a hurdle's two, an ensemble's
     members): no inner-validation loss or score comparable with one network's."""
@@ -573,22 +585,24 @@ def cgcnn_runs_by_size(sizes: list[int] | None = None):
 
 def report(sizes: list[int] | None = None) -> str:
     """The small-data table: per task, size and seed, RF vs each CGCNN variant with the paired
-    bootstrap interval of (CGCNN - RF) and (variant - new), and the variant the inner validation
-    loss picks (lowest mean over the seeds run for every variant)."""
+    bootstrap interval of (CGCNN - RF) and (variant - reference), the reference being the
+    default (``v2``) where it ran, else the previous default (``new``), and the variant the
+    inner validation loss picks (lowest mean over the seeds run for every variant)."""
     lines = ["| task (metric) | size | seed | folds | RF | CGCNN variant | test | "
              "inner valid loss | epochs (anneal start) | CGCNN - RF [95 % CI] | "
-             "variant - new [95 % CI] | note |", "|" + " --- |" * 12]
+             "variant - reference [95 % CI] | note |", "|" + " --- |" * 12]
     for task, kind, metric, col, size, at in cgcnn_runs_by_size(sizes):
         pick = _pick(at, kind)
+        ref = reference_variant(at)
         for (seed, variant), group in at.groupby(["seed", "variant"]):
             folds = sorted(int(f) for f in group.fold)
             pred = _predictions(task, variant, group)
             if pred is None:
                 continue
-            new = at[(at.variant == "new") & (at.seed == seed) & at.fold.isin(folds)]
+            new = at[(at.variant == ref) & (at.seed == seed) & at.fold.isin(folds)]
             vs_new = ""
-            if variant != "new" and len(new) == len(folds):
-                vs_new = _versus(kind, pred, _predictions(task, "new", new), col)
+            if variant != ref and len(new) == len(folds):
+                vs_new = f"{_versus(kind, pred, _predictions(task, ref, new), col)} vs {ref}"
             rf = _rf_predictions(task, size, folds)
             rf_score = ""
             if rf is not None:
@@ -625,7 +639,8 @@ def plot_learning_curves() -> list[Path]:
         if sub.empty:
             continue
         # the folds every curve has (5-fold dielectric_n: those of the default at 1k, seed 0)
-        ref = sub[(sub.variant == "new") & (sub["size"] == 1000) & (sub.seed == 0)]
+        at_1k = sub[sub["size"] == 1000]
+        ref = at_1k[(at_1k.variant == reference_variant(at_1k)) & (at_1k.seed == 0)]
         folds = sorted(int(f) for f in ref.fold) or [0]
         sub = sub[sub.fold.isin(folds)]
         fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -643,7 +658,8 @@ def plot_learning_curves() -> list[Path]:
         ax.plot(rf_curve.index, rf_curve.to_numpy(), "s-", color="0.4", label="RF-SCM/Magpie")
         if task != "dielectric_n" and (RESULTS / f"{task}.csv").is_file():
             bench = pd.read_csv(RESULTS / f"{task}.csv")
-            bench = bench[(bench.model == "cgcnn") & (bench.fold == 0) & (bench.n_train <= 4000)]
+            bench = bench[(bench.model == "cgcnn") & (bench.preset == "budget")
+                          & (bench.fold == 0) & (bench.n_train <= 4000)]
             budget = bench.groupby("n_train")[metric].last()
             if len(budget):
                 ax.plot(budget.index, budget.to_numpy(), "^--", color="0.65",

@@ -6,8 +6,11 @@ interval from a paired bootstrap over those structures: each resample draws test
 and recomputes mean-over-seeds metric(CGCNN) - metric(RF). "win" / "loss" when the interval
 excludes 0 (in the metric's better / worse direction), "tie" otherwise.
 
-The variant that the training data picks (:func:`pick_against_default`: inner-split scores
-against the default's, never the test fold) is marked "picked". Variants that hold out no
+The default is ``small_data.DEFAULT`` (``v2``: what ``CGCNNRegressor()`` /
+``CGCNNClassifier()`` do today) where it ran, else ``small_data.PREVIOUS_DEFAULT`` (``new``:
+the defaults up to 608c499, the only CGCNN runs at some sizes). The variant that the training
+data picks (:func:`pick_against_default`: inner-split scores against the default's, never the
+test fold) is marked "picked". Variants that hold out no
 comparable inner split (the hurdle's two networks, an ensemble's five, see different
 structures) are never picked and are marked "a priori": options for a kind of target (a mass
 at zero) or of budget (five fits), reported beside the pick, not chosen by a score.
@@ -61,12 +64,13 @@ def pick_against_default(runs: pd.DataFrame, kind: str) -> str | None:
     than the default, else the default. Without any scored pair, the inner validation loss of
     the variants trained on the default loss (``small_data._pick``)."""
     scored = runs[runs.inner_valid_score.notna()]
-    default = scored[scored.variant == "new"]
+    reference = sd.reference_variant(runs) if len(runs) else sd.DEFAULT
+    default = scored[scored.variant == reference]
     sign = -1.0 if kind == "classification" else 1.0  # lower is better after the sign
     by_pair = {(f, s): v for f, s, v in zip(default.fold, default.seed,
                                              default.inner_valid_score, strict=True)}
-    best, best_diff, compared = "new", 0.0, False
-    for variant, group in scored[scored.variant != "new"].groupby("variant"):
+    best, best_diff, compared = reference, 0.0, False
+    for variant, group in scored[scored.variant != reference].groupby("variant"):
         diffs = [sign * (v - by_pair[(f, s)])
                  for f, s, v in zip(group.fold, group.seed, group.inner_valid_score, strict=True)
                  if (f, s) in by_pair]
@@ -81,7 +85,8 @@ def pick_against_default(runs: pd.DataFrame, kind: str) -> str | None:
 def summary(sizes: list[int] | None = None) -> pd.DataFrame:
     out = []
     for task, kind, metric, col, size, at in sd.cgcnn_runs_by_size(sizes):
-        default = at[(at.variant == "new") & (at.seed == 0)]
+        reference = sd.reference_variant(at)
+        default = at[(at.variant == reference) & (at.seed == 0)]
         folds = sorted(int(f) for f in default.fold) or [0]
         at = at[at.fold.isin(folds)]
         # a variant counts at a seed only when it ran every fold of the default
@@ -91,7 +96,8 @@ def summary(sizes: list[int] | None = None) -> pd.DataFrame:
             continue
         pick = pick_against_default(at[[not sd.no_inner_split(v) for v in at.variant]], kind)
         rf = sd._rf_predictions(task, size, folds)
-        for variant in sorted({v for v, _ in complete}, key=lambda v: (v != "new", v)):
+        order = {sd.DEFAULT: 0, sd.PREVIOUS_DEFAULT: 1}
+        for variant in sorted({v for v, _ in complete}, key=lambda v: (order.get(v, 2), v)):
             seeds = sorted(s for v, s in complete if v == variant)
             preds = [sd._predictions(task, variant, at[(at.variant == variant)
                                                        & (at.seed == s)]) for s in seeds]
@@ -105,8 +111,11 @@ def summary(sizes: list[int] | None = None) -> pd.DataFrame:
             per_seed = [sd._metric(kind, base.y_true.to_numpy(), a) for a in aligned]
             line = {"task": task, "metric": metric, "size": int(size),
                     "folds": ",".join(map(str, folds)), "variant": variant,
-                    "how": "picked" if variant == pick else
-                           "a priori" if sd.no_inner_split(variant) else "",
+                    "how": ", ".join(filter(None, [
+                        {sd.DEFAULT: "default", sd.PREVIOUS_DEFAULT: "previous default"}.get(
+                            variant, ""),
+                        "picked" if variant == pick else
+                        "a priori" if sd.no_inner_split(variant) else ""])),
                     "seeds": "/".join(map(str, seeds)), "cgcnn": float(np.mean(per_seed)),
                     "per_seed": "/".join(f"{m:.4f}" for m in per_seed)}
             if rf is not None:

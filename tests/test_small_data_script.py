@@ -289,3 +289,22 @@ def test_the_v2_variant_is_the_estimators_defaults_and_new_is_the_earlier_schedu
     assert {k for k in new if new[k] != default[k]} == {
         "lr_scheduler__from_best", "early_stopping__prefer_annealed"}
     assert not new["lr_scheduler__from_best"] and not new["early_stopping__prefer_annealed"]
+
+
+def test_the_default_is_the_reference_where_it_ran(sd, monkeypatch):
+    # once v2 (today's defaults) has run, the pick is against v2, not the previous default:
+    # "new" may then be picked like any option, but only when it beats v2
+    import sys
+
+    spec = importlib.util.spec_from_file_location("small_data_summary_ref", SUMMARY)
+    summary = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "small_data", sd)
+    spec.loader.exec_module(summary)
+    runs = pd.DataFrame({"variant": ["new", "v2", "l1"], "fold": [0, 0, 0], "seed": [0, 0, 0],
+                         "inner_valid_score": [0.30, 0.20, 0.25],
+                         "inner_valid_loss": [0.3, 0.2, 0.2]})
+    assert sd.reference_variant(runs) == "v2"
+    assert summary.pick_against_default(runs, "regression") == "v2"
+    assert summary.pick_against_default(runs.assign(inner_valid_score=[0.1, 0.2, 0.25]),
+                                        "regression") == "new"
+    assert sd.reference_variant(runs[runs.variant != "v2"]) == "new"
