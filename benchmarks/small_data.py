@@ -219,6 +219,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v2-magpie": {"schedule": _schedule_v2, "params": {}, "atom_table": "magpie"},
     "v2-logy": {"schedule": _schedule_v2, "params": {}, "log_target": True},
     "v2-ens5": {"schedule": _schedule_v2, "params": {}, "ensemble": 5},
+    "v2-l1-magpie": {"schedule": _schedule_v2, "params": {"criterion": "L1Loss"},
+                     "atom_table": "magpie"},
+    "v2-l1-ens5": {"schedule": _schedule_v2, "params": {"criterion": "L1Loss"}, "ensemble": 5},
 }
 
 
