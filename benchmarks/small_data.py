@@ -213,7 +213,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ens5": {"schedule": _schedule, "params": {}, "ensemble": 5},
     # the anneal starts from the best epoch's weights, not from the plateau's last epoch
     "afb": {"schedule": _schedule_from_best, "params": {}},
-    # ... and the best *annealed* epoch is kept: the defaults since 1a1898f
+    # ... and the best *annealed* epoch is kept: the defaults since 1a1898f (with the MSE loss;
+    # v2-l1 is the regressor's defaults since the L1 loss became the default)
     "v2": {"schedule": _schedule_v2, "params": {}},
     "v2-l1": {"schedule": _schedule_v2, "params": {"criterion": "L1Loss"}},
     "v2-magpie": {"schedule": _schedule_v2, "params": {}, "atom_table": "magpie"},
@@ -225,16 +226,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-#: The variant that is ``CGCNNRegressor()`` / ``CGCNNClassifier()`` today (the anneal from the
-#: best epoch, the best annealed epoch kept: 1a1898f), and the defaults before it (to 608c499).
-DEFAULT, PREVIOUS_DEFAULT = "v2", "new"
+#: The variant that is ``CGCNNRegressor()`` / ``CGCNNClassifier()`` today, by kind of task (the
+#: anneal from the best epoch, the best annealed epoch kept: 1a1898f; the regressor's L1 loss),
+#: and the defaults before (to 608c499).
+DEFAULTS = {"regression": "v2-l1", "classification": "v2"}
+PREVIOUS_DEFAULT = "new"
 
 
-def reference_variant(runs: pd.DataFrame) -> str:
+def reference_variant(runs: pd.DataFrame, kind: str) -> str:
     """What the other variants of ``runs`` (one task and size) are compared with: the default
     where it ran (seed 0), else the previous default."""
-    ran = (runs.variant == DEFAULT) & (runs.seed == 0)
-    return DEFAULT if ran.any() else PREVIOUS_DEFAULT
+    ran = (runs.variant == DEFAULTS[kind]) & (runs.seed == 0)
+    return DEFAULTS[kind] if ran.any() else PREVIOUS_DEFAULT
 
 
 def no_inner_split(variant: str) -> bool:
@@ -252,6 +255,8 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
 
     spec = VARIANTS[variant]
     params = {**spec["schedule"](kind), **spec["params"]}
+    if kind == "regression":  # every variant names its loss (the default was MSE, is L1)
+        params.setdefault("criterion", "MSELoss")
     if isinstance(params.get("criterion"), str):
         params["criterion"] = getattr(torch.nn, params["criterion"])
     cls = CGCNNRegressor if kind == "regression" else CGCNNClassifier
@@ -596,7 +601,7 @@ def report(sizes: list[int] | None = None) -> str:
              "variant - reference [95 % CI] | note |", "|" + " --- |" * 12]
     for task, kind, metric, col, size, at in cgcnn_runs_by_size(sizes):
         pick = _pick(at, kind)
-        ref = reference_variant(at)
+        ref = reference_variant(at, kind)
         for (seed, variant), group in at.groupby(["seed", "variant"]):
             folds = sorted(int(f) for f in group.fold)
             pred = _predictions(task, variant, group)
@@ -637,13 +642,13 @@ def plot_learning_curves() -> list[Path]:
     rows = pd.read_csv(CSV)
     rows["size"] = [_size(t, n) for t, n in zip(rows.task, rows.n_train, strict=True)]
     written = []
-    for task, (_, metric) in TASKS.items():
+    for task, (kind, metric) in TASKS.items():
         sub = rows[rows.task == task]
         if sub.empty:
             continue
         # the folds every curve has (5-fold dielectric_n: those of the default at 1k, seed 0)
         at_1k = sub[sub["size"] == 1000]
-        ref = at_1k[(at_1k.variant == reference_variant(at_1k)) & (at_1k.seed == 0)]
+        ref = at_1k[(at_1k.variant == reference_variant(at_1k, kind)) & (at_1k.seed == 0)]
         folds = sorted(int(f) for f in ref.fold) or [0]
         sub = sub[sub.fold.isin(folds)]
         fig, ax = plt.subplots(figsize=(5.5, 4))

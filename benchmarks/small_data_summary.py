@@ -6,9 +6,10 @@ interval from a paired bootstrap over those structures: each resample draws test
 and recomputes mean-over-seeds metric(CGCNN) - metric(RF). "win" / "loss" when the interval
 excludes 0 (in the metric's better / worse direction), "tie" otherwise.
 
-The default is ``small_data.DEFAULT`` (``v2``: what ``CGCNNRegressor()`` /
-``CGCNNClassifier()`` do today) where it ran, else ``small_data.PREVIOUS_DEFAULT`` (``new``:
-the defaults up to 608c499, the only CGCNN runs at some sizes). The variant that the training
+The default is ``small_data.DEFAULTS[kind]`` (``v2-l1`` for regression, ``v2`` for
+classification: what ``CGCNNRegressor()`` / ``CGCNNClassifier()`` do today) where it ran, else
+``small_data.PREVIOUS_DEFAULT`` (``new``: the defaults up to 608c499, the only CGCNN runs at
+some sizes). The variant that the training
 data picks (:func:`pick_against_default`: inner-split scores against the default's, never the
 test fold) is marked "picked". Variants that hold out no
 comparable inner split (the hurdle's two networks, an ensemble's five, see different
@@ -64,7 +65,7 @@ def pick_against_default(runs: pd.DataFrame, kind: str) -> str | None:
     than the default, else the default. Without any scored pair, the inner validation loss of
     the variants trained on the default loss (``small_data._pick``)."""
     scored = runs[runs.inner_valid_score.notna()]
-    reference = sd.reference_variant(runs) if len(runs) else sd.DEFAULT
+    reference = sd.reference_variant(runs, kind) if len(runs) else sd.DEFAULTS[kind]
     default = scored[scored.variant == reference]
     sign = -1.0 if kind == "classification" else 1.0  # lower is better after the sign
     by_pair = {(f, s): v for f, s, v in zip(default.fold, default.seed,
@@ -85,7 +86,7 @@ def pick_against_default(runs: pd.DataFrame, kind: str) -> str | None:
 def summary(sizes: list[int] | None = None) -> pd.DataFrame:
     out = []
     for task, kind, metric, col, size, at in sd.cgcnn_runs_by_size(sizes):
-        reference = sd.reference_variant(at)
+        reference = sd.reference_variant(at, kind)
         default = at[(at.variant == reference) & (at.seed == 0)]
         folds = sorted(int(f) for f in default.fold) or [0]
         at = at[at.fold.isin(folds)]
@@ -96,7 +97,7 @@ def summary(sizes: list[int] | None = None) -> pd.DataFrame:
             continue
         pick = pick_against_default(at[[not sd.no_inner_split(v) for v in at.variant]], kind)
         rf = sd._rf_predictions(task, size, folds)
-        order = {sd.DEFAULT: 0, sd.PREVIOUS_DEFAULT: 1}
+        order = {sd.DEFAULTS[kind]: 0, sd.PREVIOUS_DEFAULT: 1}
         for variant in sorted({v for v, _ in complete}, key=lambda v: (order.get(v, 2), v)):
             seeds = sorted(s for v, s in complete if v == variant)
             preds = [sd._predictions(task, variant, at[(at.variant == variant)
@@ -112,7 +113,8 @@ def summary(sizes: list[int] | None = None) -> pd.DataFrame:
             line = {"task": task, "metric": metric, "size": int(size),
                     "folds": ",".join(map(str, folds)), "variant": variant,
                     "how": ", ".join(filter(None, [
-                        {sd.DEFAULT: "default", sd.PREVIOUS_DEFAULT: "previous default"}.get(
+                        {sd.DEFAULTS[kind]: "default",
+                         sd.PREVIOUS_DEFAULT: "previous default"}.get(
                             variant, ""),
                         "picked" if variant == pick else
                         "a priori" if sd.no_inner_split(variant) else ""])),

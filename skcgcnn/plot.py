@@ -130,9 +130,9 @@ def plot_learning_curves(estimator: Any, *, unit: str | None = None,
     """Training and validation error per epoch of a fitted estimator.
 
     For a regressor the curves are in the target's units: the recorded losses converted with the
-    estimator's target scale ``y_scale_`` (the default ``MSELoss`` on the standardised target
-    gives the RMSE, ``sqrt(loss) * y_scale_``; an ``L1Loss`` gives the MAE,
-    ``loss * y_scale_``), and the validation MAE when the history records it (a ``valid_mae``
+    estimator's target scale ``y_scale_`` (the default ``L1Loss`` on the standardised target
+    gives the MAE, ``loss * y_scale_``; an ``MSELoss`` gives the RMSE,
+    ``sqrt(loss) * y_scale_``), and the validation MAE when the history records it (a ``valid_mae``
     column, and ``train_mae`` if present). With another loss, or several targets, the losses
     cannot be converted: the recorded MAE is shown alone, or, without one, the losses as
     recorded (standardised). For a classifier the losses (cross-entropy) are shown, and the
@@ -168,7 +168,7 @@ def plot_learning_curves(estimator: Any, *, unit: str | None = None,
     >>> reg = CGCNNRegressor(max_epochs=3, train_split=None, random_state=0, verbose=0)
     >>> ax = plot_learning_curves(reg.fit(X, y), unit="eV")
     >>> ax.get_ylabel(), [line.get_label() for line in ax.get_lines()]
-    ('RMSE (eV)', ['train RMSE'])
+    ('MAE (eV)', ['train MAE'])
     """
     quantity, series, epochs = _learning_curve_series(estimator)
     ax = _axes(ax)

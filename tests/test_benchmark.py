@@ -459,9 +459,13 @@ def test_an_ignored_sigint_stays_ignored():
 
 
 def test_a_change_of_the_default_schedule_is_a_new_experiment():
-    # the default preset's runs since the anneal starts from the best epoch are not skipped as
-    # equal to the runs recorded before (results/matbench_mp_gap.csv, 4k, seed 0); the budget
-    # preset, whose schedule did not change, keeps its id
-    assert settings_id(model_settings("cgcnn", max_train=4000)) != "b73b13cdb6"
-    assert settings_id(model_settings("cgcnn", preset="budget", max_train=4000,
-                                      time_budget=1500.0, max_epochs=60)) == "4aad1db484"
+    # CGCNN runs since the default schedule and loss changed are not skipped as equal to the
+    # runs recorded before (results/matbench_mp_gap.csv, 4k, seed 0): the default preset's
+    # (schedule and loss) and the budget preset's (loss); the forest keeps its id
+    assert settings_id(model_settings("cgcnn", max_train=4000)) not in {
+        "b73b13cdb6", "1a39c3a294"}  # the defaults to 608c499, and with the MSE loss
+    budget = model_settings("cgcnn", preset="budget", max_train=4000, time_budget=1500.0,
+                            max_epochs=60)
+    assert settings_id(budget) != "4aad1db484"  # its MSE run: the loss changed
+    assert settings_id({k: v for k, v in budget.items() if k != "loss"}) == "4aad1db484"
+    assert settings_id(model_settings("rf-magpie", max_train=4000)) == "227549a722"

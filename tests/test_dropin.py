@@ -157,7 +157,8 @@ def test_epoch_log_shows_validation_error_in_target_units_and_explains_columns(
     out = capsys.readouterr().out
     assert re.search(r"valid_mae\s+mean absolute error on the validation split, in the units "
                      r"of y", out)
-    assert re.search(r"train_loss\s+training loss: mean squared error of the standardised", out)
+    assert re.search(r"train_loss\s+training loss: mean absolute error of the standardised",
+                     out)
     header = next(line for line in out.splitlines()
                   if line.split()[:1] == ["epoch"] and "train_loss" in line)
     assert "valid_mae" in header.split()

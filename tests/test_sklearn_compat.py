@@ -377,11 +377,15 @@ def test_sample_weight_is_a_weighted_mean_of_per_sample_losses(perovskite_graphs
     y_pred = torch.randn(8, 1)
     y_true = torch.randn(8, 1)
     w = torch.rand(8)
-    loss = reg.get_loss(y_pred, (y_true, w))
-    expected = (w * ((y_pred - y_true) ** 2)[:, 0]).mean()
+    loss = reg.get_loss(y_pred, (y_true, w))  # the default criterion: L1Loss
+    expected = (w * (y_pred - y_true).abs()[:, 0]).mean()
     torch.testing.assert_close(loss, expected)
     assert reg.criterion_.reduction == "mean"  # restored after the weighted call
-    torch.testing.assert_close(reg.get_loss(y_pred, y_true), ((y_pred - y_true) ** 2).mean())
+    torch.testing.assert_close(reg.get_loss(y_pred, y_true), (y_pred - y_true).abs().mean())
+    mse = _regressor(max_epochs=1, criterion=torch.nn.MSELoss).fit(
+        graphs[:40], y[:40], sample_weight=weights)  # the paper's loss, weighted alike
+    torch.testing.assert_close(mse.get_loss(y_pred, (y_true, w)),
+                               (w * ((y_pred - y_true) ** 2)[:, 0]).mean())
 
 
 def test_sample_weight_changes_what_is_learned(perovskite_graphs):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "small_data.py"
 
@@ -271,40 +272,45 @@ def test_pick_against_default_uses_only_pairs_with_both_scores(sd, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["regression", "classification"])
-def test_the_v2_variant_is_the_estimators_defaults_and_new_is_the_earlier_schedule(sd, kind):
-    # the runs labelled "v2" measure what CGCNNRegressor() / CGCNNClassifier() do today, the
-    # runs labelled "new" what they did up to 608c499
+def test_the_default_variant_is_the_estimators_defaults_and_new_the_earlier_ones(sd, kind):
+    # the runs labelled DEFAULTS[kind] measure what CGCNNRegressor() / CGCNNClassifier() do
+    # today, the runs labelled "new" what they did up to 608c499 (the schedule; the MSE loss)
     from skcgcnn import CGCNNClassifier, CGCNNRegressor
 
     cls = CGCNNRegressor if kind == "regression" else CGCNNClassifier
 
-    def schedule(estimator):  # the callbacks a fit uses (the variant's replace the defaults)
+    def recipe(estimator):  # the callbacks a fit uses (the variant's replace the defaults)
         callbacks = dict(estimator.initialize_callbacks().callbacks_)
-        return {f"{name}__{key}": value for name in ("lr_scheduler", "early_stopping")
-                for key, value in callbacks[name].get_params().items()}
+        return {"criterion": estimator.criterion, **{
+            f"{name}__{key}": value for name in ("lr_scheduler", "early_stopping")
+            for key, value in callbacks[name].get_params().items()}}
 
-    default = schedule(cls())
-    assert schedule(sd.make_cgcnn("v2", kind, seed=0)) == default
-    new = schedule(sd.make_cgcnn("new", kind, seed=0))
-    assert {k for k in new if new[k] != default[k]} == {
-        "lr_scheduler__from_best", "early_stopping__prefer_annealed"}
+    default = recipe(cls())
+    assert recipe(sd.make_cgcnn(sd.DEFAULTS[kind], kind, seed=0)) == default
+    new = recipe(sd.make_cgcnn("new", kind, seed=0))
+    changed = {"lr_scheduler__from_best", "early_stopping__prefer_annealed"}
+    assert {k for k in new if new[k] != default[k]} == (
+        changed | {"criterion"} if kind == "regression" else changed)
     assert not new["lr_scheduler__from_best"] and not new["early_stopping__prefer_annealed"]
+    if kind == "regression":
+        assert new["criterion"] is torch.nn.MSELoss and default["criterion"] is torch.nn.L1Loss
 
 
 def test_the_default_is_the_reference_where_it_ran(sd, monkeypatch):
-    # once v2 (today's defaults) has run, the pick is against v2, not the previous default:
-    # "new" may then be picked like any option, but only when it beats v2
+    # once today's default (v2-l1 for regression) has run, the pick is against it, not the
+    # previous default: "new" may then be picked like any option, but only when it beats it
     import sys
 
     spec = importlib.util.spec_from_file_location("small_data_summary_ref", SUMMARY)
     summary = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "small_data", sd)
     spec.loader.exec_module(summary)
-    runs = pd.DataFrame({"variant": ["new", "v2", "l1"], "fold": [0, 0, 0], "seed": [0, 0, 0],
-                         "inner_valid_score": [0.30, 0.20, 0.25],
+    runs = pd.DataFrame({"variant": ["new", "v2-l1", "v2"], "fold": [0, 0, 0],
+                         "seed": [0, 0, 0], "inner_valid_score": [0.30, 0.20, 0.25],
                          "inner_valid_loss": [0.3, 0.2, 0.2]})
-    assert sd.reference_variant(runs) == "v2"
-    assert summary.pick_against_default(runs, "regression") == "v2"
+    assert sd.reference_variant(runs, "regression") == "v2-l1"
+    assert sd.reference_variant(runs, "classification") == "v2"
+    assert summary.pick_against_default(runs, "regression") == "v2-l1"
     assert summary.pick_against_default(runs.assign(inner_valid_score=[0.1, 0.2, 0.25]),
                                         "regression") == "new"
-    assert sd.reference_variant(runs[runs.variant != "v2"]) == "new"
+    assert sd.reference_variant(runs[runs.variant == "new"], "regression") == "new"
