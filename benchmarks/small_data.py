@@ -223,6 +223,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v2-l1-magpie": {"schedule": _schedule_v2, "params": {"criterion": "L1Loss"},
                      "atom_table": "magpie"},
     "v2-l1-ens5": {"schedule": _schedule_v2, "params": {"criterion": "L1Loss"}, "ensemble": 5},
+    # today's defaults fine-tuned from the formation-energy model (regression: the L1 loss)
+    "v2-ft-eform": {"schedule": _schedule_v2, "params": {"lr": 5e-4},
+                    "regression_params": {"criterion": "L1Loss"}, "finetune": FINETUNE_FROM},
 }
 
 
@@ -254,7 +257,8 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
     from skcgcnn import CGCNNClassifier, CGCNNRegressor
 
     spec = VARIANTS[variant]
-    params = {**spec["schedule"](kind), **spec["params"]}
+    params = {**spec["schedule"](kind), **spec["params"],
+              **(spec.get("regression_params", {}) if kind == "regression" else {})}
     if kind == "regression":  # every variant names its loss (the default was MSE, is L1)
         params.setdefault("criterion", "MSELoss")
     if isinstance(params.get("criterion"), str):
