@@ -598,8 +598,9 @@ def cgcnn_runs_by_size(sizes: list[int] | None = None):
 def report(sizes: list[int] | None = None) -> str:
     """The small-data table: per task, size and seed, RF vs each CGCNN variant with the paired
     bootstrap interval of (CGCNN - RF) and (variant - reference), the reference being the
-    default (``v2``) where it ran, else the previous default (``new``), and the variant the
-    inner validation loss picks (lowest mean over the seeds run for every variant)."""
+    default (``DEFAULTS[kind]``) where it ran, else the previous default (``new``), and the
+    variant the inner validation loss picks (lowest mean over the seeds run for every
+    variant)."""
     lines = ["| task (metric) | size | seed | folds | RF | CGCNN variant | test | "
              "inner valid loss | epochs (anneal start) | CGCNN - RF [95 % CI] | "
              "variant - reference [95 % CI] | note |", "|" + " --- |" * 12]

@@ -71,6 +71,32 @@ def _checkpoint_file(net: NeuralNet, monitor: str) -> Path | None:
     return None
 
 
+def _load_weights(net: NeuralNet, weights: dict | None, monitor: str) -> bool:
+    """Load an epoch's weights into ``net.module_``: the in-memory copy ``weights``, else the
+    file of a ``Checkpoint`` saving on ``monitor``; False when neither exists."""
+    if weights is not None:
+        net.module_.load_state_dict(weights)
+        return True
+    saved = _checkpoint_file(net, monitor)
+    if saved is not None:
+        net.load_params(f_params=saved)
+    return saved is not None
+
+
+def _cycle_start(rows: list) -> int:
+    """Index of the row at which the history's current fit cycle started (0 if unmarked)."""
+    starts = [i for i, row in enumerate(rows) if row.get("cycle_start")]
+    return starts[-1] if starts else 0
+
+
+def _anneal_in_progress(rows: list) -> tuple[int, int] | None:
+    """(start, length) of the anneal the last row of ``rows`` is part of, or None."""
+    last = rows[-1] if rows else {}
+    if not last.get("anneal_epochs"):
+        return None
+    return int(last.get("anneal_start", len(rows) - 1)), int(last["anneal_epochs"])
+
+
 def _current_lr(net: NeuralNet) -> float:
     optimizer = getattr(net, "optimizer_", None)
     if optimizer is None or not optimizer.param_groups:
@@ -246,13 +272,13 @@ class EarlyStoppingIfValidated(EarlyStopping):
         the last epoch."""
         if not (self.load_best and self.prefer_annealed and rows):
             return
-        last = rows[-1]
-        if last.get("anneal_epochs") and last.get("anneal_start") is not None and (
-                len(net.history) >= last["anneal_start"] + last["anneal_epochs"]):
+        history = list(net.history)
+        anneal = _anneal_in_progress(history)
+        if anneal is not None and len(history) >= sum(anneal):
             return  # a finished anneal: this call starts a new cycle
-        starts = [row["epoch"] for row in net.history if row.get("cycle_start")]
+        first_epoch = history[_cycle_start(history)]["epoch"]
         for row in rows:
-            if row.get("annealed_best") and row["epoch"] >= (starts[-1] if starts else 1):
+            if row.get("annealed_best") and row["epoch"] >= first_epoch:
                 self.annealed_best_ = float(row[self.monitor])
                 self.annealed_best_epoch_ = row["epoch"]
         if self.annealed_best_epoch_ is not None and (
@@ -285,14 +311,11 @@ class EarlyStoppingIfValidated(EarlyStopping):
         self.best_model_weights_ = self.annealed_weights_ = None
         if not epoch:
             return
-        if epoch != last and weights is not None:
-            net.module_.load_state_dict(weights)
-            if not getattr(self, "announced_", False):
+        if epoch != last and _load_weights(net, weights, monitor):
+            if weights is not None and not getattr(self, "announced_", False):
                 kind = "of the annealed epochs" if annealed else "of all"
                 self._sink(f"Restored the weights of epoch {epoch} (best {self.monitor} "
                            f"{kind}).", effective_verbose(net))
-        elif epoch != last and _checkpoint_file(net, monitor) is not None:
-            net.load_params(f_params=_checkpoint_file(net, monitor))
         elif epoch != last:
             if not any(isinstance(cb, Checkpoint) and cb.load_best for _, cb in net.callbacks_):
                 warnings.warn(
@@ -503,21 +526,14 @@ class AnnealOnPlateau(Callback):
         ``epochs_done`` epochs was not the best)."""
         self.anneal_from_ = epochs_done
         if self.from_best and self.best_epoch_ is not None and self.misses_ > 0:
-            saved = None if self.best_state_ is not None else _checkpoint_file(
-                net, f"{self.monitor}_best")
-            if self.best_state_ is not None:
-                net.module_.load_state_dict(self.best_state_)
-            elif saved is not None:
-                net.load_params(f_params=saved)
+            if _load_weights(net, self.best_state_, f"{self.monitor}_best"):
+                self.anneal_from_ = self.best_epoch_
             else:
                 warnings.warn(
                     f"the best epoch ({self.best_epoch_}) came before the checkpoint training "
                     "was resumed from, and its weights are not in memory: the anneal starts "
                     "from the last epoch's weights (add Checkpoint(monitor='valid_loss_best') "
                     "to start it from the best)", UserWarning, stacklevel=2)
-                saved = False
-            if saved is not False:
-                self.anneal_from_ = self.best_epoch_
         self.best_state_ = None
 
     def on_train_begin(self, net: NeuralNet, **kwargs: Any) -> None:
@@ -536,17 +552,16 @@ class AnnealOnPlateau(Callback):
         if rows:
             self.batches_per_epoch_ = _train_batches(rows[-1]) or None
         self.offset_ = len(rows)  # epochs of this call are counted from here
-        if rows and rows[-1].get("anneal_epochs"):
-            last = rows[-1]
-            start = int(last.get("anneal_start", len(rows) - 1))
-            if len(rows) < start + int(last["anneal_epochs"]):  # unfinished: continue it
-                self.anneal_start_, self.anneal_epochs_ = start, int(last["anneal_epochs"])
-                self.anneal_from_ = last.get("anneal_from")
-                self.offset_ = self._call_start(rows)
+        anneal = _anneal_in_progress(rows)
+        if anneal is not None:
+            if len(rows) < sum(anneal):  # unfinished: continue it
+                self.anneal_start_, self.anneal_epochs_ = anneal
+                self.anneal_from_ = rows[-1].get("anneal_from")
+                self.offset_ = _cycle_start(rows)
             else:  # a finished anneal: this call is a new cycle
                 rows = []
         elif rows:
-            self.offset_ = self._call_start(rows)
+            self.offset_ = _cycle_start(rows)
         for row in rows:
             self._observe(row)
         if rows and self.misses_ == 0 and self.anneal_start_ is None:
@@ -555,12 +570,6 @@ class AnnealOnPlateau(Callback):
     def on_train_end(self, net: NeuralNet, **kwargs: Any) -> None:
         """Drop the copy of the best state, so that a fitted estimator pickles without it."""
         self.best_state_ = None
-
-    @staticmethod
-    def _call_start(rows: list) -> int:
-        """Epoch at which the run in the history started its current cycle."""
-        starts = [i for i, row in enumerate(rows) if row.get("cycle_start")]
-        return starts[-1] if starts else 0
 
     def _latest_start(self, net: NeuralNet) -> int:
         return self.offset_ + int(int(net.max_epochs) / (1 + self.anneal_fraction))

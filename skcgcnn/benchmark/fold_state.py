@@ -121,10 +121,9 @@ def checkpoint_callbacks(folder: Path, validated: bool) -> list[tuple[str, Any]]
     callbacks: list[tuple[str, Any]] = [("fold_checkpoint", last)]
     if validated:  # the weights early stopping keeps and the anneal starts from, on disk
         callbacks += [(f"fold_{kind}", Checkpoint(
-            dirname=str(folder), monitor=f"{kind}_best" if kind == "annealed" else
-            "valid_loss_best", fn_prefix=f"{kind}_", f_optimizer=None, f_criterion=None,
-            f_history=None, event_name=f"event_{kind}"))  # own history keys, not "event_cp"
-            for kind in ("best", "annealed")]
+            dirname=str(folder), monitor=monitor, fn_prefix=f"{kind}_", f_optimizer=None,
+            f_criterion=None, f_history=None, event_name=f"event_{kind}"))  # not "event_cp"
+            for kind, monitor in (("best", "valid_loss_best"), ("annealed", "annealed_best"))]
     if (folder / "params.pt").is_file() and (folder / "history.json").is_file():
         callbacks.append(("fold_resume", LoadInitState(last)))
     return callbacks
