@@ -108,7 +108,7 @@ class EarlyStoppingIfValidated(EarlyStopping):
     """skorch's ``EarlyStopping`` that does nothing when there is no validation data, and that
     never stops while the learning rate is still high.
 
-    The estimators' default ``"early_stopping"`` callback (patience 30, best weights restored);
+    The estimators' default ``"early_stopping"`` callback (patience 30, best weights kept);
     it also replays the history of a resumed run so patience carries over.
 
     The rule: stop when the monitored score has not improved for ``patience`` epochs **and** the

@@ -70,8 +70,8 @@ class CGCNNRegressor(_CGCNNMixin, NeuralNetRegressor):
         validation data the anneal takes the last third of ``max_epochs``.
     batch_size : int, default=64
     train_split : "auto", None or callable, default="auto"
-        "auto": a seeded random 10 % validation split (used by early stopping, which restores
-        the best weights); None trains on everything for ``max_epochs``.
+        "auto": a seeded random 10 % validation split (used by early stopping, which keeps
+        the best annealed epoch's weights); None trains on everything for ``max_epochs``.
     featurizer : CrystalGraphFeaturizer or None, default=None
         How Structures become graphs (None: ``CrystalGraphFeaturizer()``, or with ``init_from``
         the pretrained model's radius and neighbours); its parameters are reachable as
