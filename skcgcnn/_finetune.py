@@ -285,7 +285,8 @@ def init_module_from(module: torch.nn.Module, source: Any) -> list[str]:
                                   for k, (a, b) in differ.items())]
         raise ValueError(
             f"init_from ({name}) does not fit this module (set module__atom_fea_len, n_conv, "
-            f"h_fea_len, n_h and conv as in the pretrained model): {'; '.join(problems[:6])}"
+            f"h_fea_len, n_h, conv and readout as in the pretrained model): "
+            f"{'; '.join(problems[:6])}"
         )
     with torch.no_grad():
         for key, value in copied.items():

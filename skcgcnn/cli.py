@@ -373,8 +373,9 @@ def _parser() -> argparse.ArgumentParser:
     arch.add_argument("--n-h", type=int, default=1, help="(%(default)s)")
     arch.add_argument("--conv", choices=["gated", "simple", "gcn"], default="gated",
                       help="convolution: gated (paper Eq. 5), simple (Eq. 4), gcn (Kipf-Welling)")
-    arch.add_argument("--readout", choices=["mean_embedding", "mean_output"],
-                      default="mean_embedding", help="(%(default)s)")
+    arch.add_argument("--readout", default="mean_embedding",
+                      choices=["mean_embedding", "mean_output", "mean_embedding+composition"],
+                      help="(%(default)s)")
     arch.add_argument("--radius", type=float, default=8.0, help="graph radius, A (%(default)s)")
     arch.add_argument("--max-num-nbr", type=int, default=12, help="neighbours (%(default)s)")
     train.add_argument("--atom-init", default=None,

@@ -20,6 +20,10 @@ graphs were built with its ``radius``, and offers two read-outs: the reference's
 embeddings followed by the head (``readout="mean_embedding"``) or the head applied to every atom
 followed by the mean (``readout="mean_output"``), for which the per-atom outputs of
 :meth:`CGCNN.atom_outputs` are exact additive contributions (the paper's site-energy analysis).
+A third read-out, not the paper's, ``readout="mean_embedding+composition"``, also hands the head
+the crystal's composition statistics (:meth:`CGCNN.composition`: mean, standard deviation,
+minimum and maximum of the element table's rows over the crystal's atoms, the kind of descriptor
+a Magpie random forest is built on) beside the pooled embedding.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ __all__ = [
 #: Default spacing and width of the Gaussians of the layers that use them (the reference's).
 DEFAULT_GAUSSIAN_STEP = 0.2
 #: Read-outs available as ``CGCNN(readout=...)``.
-READOUTS = ("mean_embedding", "mean_output")
+READOUTS = ("mean_embedding", "mean_output", "mean_embedding+composition")
+#: The statistics over a crystal's atoms of :meth:`CGCNN.composition`, in their order.
+COMPOSITION_STATISTICS = ("mean", "std", "min", "max")
 
 
 class CGCNN(nn.Module):
@@ -95,10 +101,15 @@ class CGCNN(nn.Module):
         (:class:`ConvLayer`, the paper's Eq. 5), the paper's simple one (:class:`SimpleConvLayer`,
         Eq. 4) or Kipf & Welling's graph convolution with distance-weighted adjacency
         (:class:`GCNLayer`).
-    readout : {"mean_embedding", "mean_output"}, default="mean_embedding"
+    readout : {"mean_embedding", "mean_output", "mean_embedding+composition"}, \
+default="mean_embedding"
         "mean_embedding": mean of the atom embeddings, then the head (the reference).
         "mean_output": the head applied to every atom, then the mean of the atoms' outputs, so
         that :meth:`atom_outputs` are exact additive (per-atom) contributions to the prediction.
+        "mean_embedding+composition": the mean of the atom embeddings and the crystal's
+        composition statistics (:meth:`composition`, 4 d numbers, not learned) side by side
+        into the head, whose first layer is then Linear(F + 4 d, H). Not the paper's; an
+        option for small data, where fixed composition descriptors carry much of the signal.
 
     Examples
     --------
@@ -166,13 +177,47 @@ class CGCNN(nn.Module):
                 )
             self.gaussians = None
             self.convs = nn.ModuleList(layer(atom_fea_len) for _ in range(n_conv))
-        self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
+        n_composition = (len(COMPOSITION_STATISTICS) * table.shape[1]
+                         if readout == "mean_embedding+composition" else 0)
+        self.conv_to_fc = nn.Linear(atom_fea_len + n_composition, h_fea_len)
         self.conv_to_fc_softplus = nn.Softplus()
         p = (0.5 if classification else 0.0) if dropout is None else dropout
         self.dropout = nn.Dropout(p) if p > 0 else nn.Identity()
         self.fcs = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))
         self.softpluses = nn.ModuleList(nn.Softplus() for _ in range(n_h - 1))
         self.fc_out = nn.Linear(h_fea_len, n_outputs)
+
+    def _atom_rows(self, batch: GraphBatch, table: torch.Tensor) -> torch.Tensor:
+        """Each atom's row of ``table`` (occupancy-weighted on disordered sites), (N, columns)."""
+        if batch.occupancies is None:
+            return _gather(table, batch.atomic_numbers)
+        rows = _gather(table, batch.atomic_numbers)  # (N, K, columns)
+        return (batch.occupancies.unsqueeze(-1) * rows).sum(dim=1)
+
+    def composition(self, batch: GraphBatch) -> torch.Tensor:
+        """Composition statistics of each crystal, shape (n_crystals, 4 d).
+
+        The mean, population standard deviation, minimum and maximum over the crystal's atoms
+        of their rows of the element table (``atom_features``, d columns; a disordered site's
+        row is the occupancy-weighted mean of its species' rows), in the order of
+        :data:`COMPOSITION_STATISTICS`. Fixed descriptors, not learned: with the one-hot
+        ``cgcnn`` table the mean is the fraction of atoms in each bin of group, period,
+        electronegativity and so on; with the ``magpie`` table these are Magpie-style
+        element-property statistics. The head of ``readout="mean_embedding+composition"``
+        takes them beside the pooled embedding.
+        """
+        rows = self._atom_rows(batch, self.atom_features)
+        n, index = batch.n_crystals, batch.crystal_index
+        counts = torch.bincount(index, minlength=n).clamp(min=1).unsqueeze(1).to(rows.dtype)
+        mean = rows.new_zeros((n, rows.shape[1])).index_add_(0, index, rows) / counts
+        square = rows.new_zeros((n, rows.shape[1])).index_add_(0, index, rows * rows) / counts
+        std = (square - mean * mean).clamp(min=0.0).sqrt()
+        spread = index.unsqueeze(1).expand_as(rows)
+        low = rows.new_full((n, rows.shape[1]), math.inf).scatter_reduce(
+            0, spread, rows, reduce="amin", include_self=True)
+        high = rows.new_full((n, rows.shape[1]), -math.inf).scatter_reduce(
+            0, spread, rows, reduce="amax", include_self=True)
+        return torch.cat([mean, std, low, high], dim=1)
 
     def atom_embeddings(self, batch: GraphBatch) -> torch.Tensor:
         """Atom features after the convolutions, shape (N, atom_fea_len)."""
@@ -181,9 +226,7 @@ class CGCNN(nn.Module):
             atom_fea = _gather(element_rows, batch.atomic_numbers)
         else:  # occupancy-weighted average of element features, then the affine embedding
             bias = self.embedding.bias
-            rows = _gather(element_rows - bias, batch.atomic_numbers)  # (N, K, F)
-            weighted = batch.occupancies.unsqueeze(-1) * rows
-            atom_fea = weighted.sum(dim=1) + bias
+            atom_fea = self._atom_rows(batch, element_rows - bias) + bias
         self.check_batch(batch)
         if len(self.convs) == 0:
             return atom_fea
@@ -220,9 +263,20 @@ class CGCNN(nn.Module):
         """Pooled crystal embeddings (the reference's ``crys_fea``), shape (n_crystals, F)."""
         return self.pool(self.atom_embeddings(batch), batch)
 
-    def head(self, crystal_fea: torch.Tensor) -> torch.Tensor:
-        """Map pooled crystal embeddings to outputs (n_crystals, n_outputs)."""
-        hidden = self.conv_to_fc_softplus(self.conv_to_fc(self.conv_to_fc_softplus(crystal_fea)))
+    def head(self, crystal_fea: torch.Tensor,
+             composition: torch.Tensor | None = None) -> torch.Tensor:
+        """Map pooled crystal embeddings to outputs (n_crystals, n_outputs).
+
+        ``composition`` (:meth:`composition`'s rows, one per embedding) is required by, and
+        only accepted with, ``readout="mean_embedding+composition"``.
+        """
+        hidden = self.conv_to_fc_softplus(crystal_fea)
+        if (composition is None) != (self.readout != "mean_embedding+composition"):
+            raise ValueError(f"readout={self.readout!r}: the head takes composition statistics "
+                             "with 'mean_embedding+composition' and only then")
+        if composition is not None:
+            hidden = torch.cat([hidden, composition], dim=1)
+        hidden = self.conv_to_fc_softplus(self.conv_to_fc(hidden))
         hidden = self.dropout(hidden)
         for fc, softplus in zip(self.fcs, self.softpluses):
             hidden = softplus(fc(hidden))
@@ -236,11 +290,18 @@ class CGCNN(nn.Module):
         (``readout="mean_embedding"``) the head is applied to the mean embedding instead, and the
         mean of these per-atom outputs differs from the prediction by the head's curvature (the
         exact decomposition is then the one of :meth:`embed` into :meth:`atom_embeddings`).
+        With ``readout="mean_embedding+composition"`` each atom's embedding goes into the head
+        with its crystal's composition statistics.
         """
+        if self.readout == "mean_embedding+composition":
+            per_atom = _gather(self.composition(batch), batch.crystal_index)
+            return self.head(self.atom_embeddings(batch), per_atom)
         return self.head(self.atom_embeddings(batch))
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """Predictions (regression values or classification logits), (n_crystals, n_outputs)."""
         if self.readout == "mean_output":
             return self.pool(self.atom_outputs(batch), batch)
+        if self.readout == "mean_embedding+composition":
+            return self.head(self.embed(batch), self.composition(batch))
         return self.head(self.embed(batch))
