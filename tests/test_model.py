@@ -265,6 +265,66 @@ def test_readouts(batch, conv):
         torch.testing.assert_close(model(batch), model.head(embed))
 
 
+def test_composition_statistics_are_those_of_the_element_rows():
+    """CGCNN.composition: mean, population std, min and max of the table rows of each crystal's
+    atoms; a disordered site counts as the occupancy-weighted mean of its species' rows."""
+    table = cgcnn_encoding()
+    nacl, batio3, si = _crystals()
+    mixed = Structure(Lattice.cubic(4.12), [{"Cs": 0.5, "K": 0.5}, "Cl"],
+                      [[0, 0, 0], [0.5, 0.5, 0.5]])
+    graphs = [build_graph(s, radius=5.0, warn=False) for s in (nacl, batio3, mixed)]
+    model = CGCNN(table, radius=5.0, readout="mean_embedding+composition")
+    stats = model.composition(collate_graphs(graphs)).numpy()
+    d = table.shape[1]
+    assert stats.shape == (3, 4 * d)
+    site_rows = [table[[11] * 4 + [17] * 4], table[[56, 22, 8, 8, 8]],
+                 np.stack([(table[55] + table[19]) / 2, table[17]])]
+    for got, rows in zip(stats, site_rows, strict=True):
+        expected = np.concatenate([rows.mean(0), rows.std(0), rows.min(0), rows.max(0)])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not np.allclose(stats[0], stats[1])  # (si: one element, zero spread)
+    si_stats = model.composition(collate_graphs([build_graph(si, radius=5.0, warn=False)]))
+    np.testing.assert_allclose(si_stats[0, d:2 * d].numpy(), 0.0, atol=1e-6)
+
+
+def test_composition_readout_feeds_the_head(batch):
+    """readout="mean_embedding+composition": the head's first layer takes F + 4 d inputs, the
+    prediction is head(mean embedding, composition) and the composition columns get gradient."""
+    table = cgcnn_encoding()
+    torch.manual_seed(0)
+    model = CGCNN(table, n_outputs=2, radius=5.0, readout="mean_embedding+composition").eval()
+    assert model.conv_to_fc.in_features == 64 + 4 * table.shape[1]
+    out = model(batch)
+    torch.testing.assert_close(out, model.head(model.embed(batch), model.composition(batch)))
+    per_atom = model.atom_outputs(batch)  # each atom with its crystal's composition
+    assert per_atom.shape == (batch.n_atoms, 2)
+    out.sum().backward()
+    composition_grad = model.conv_to_fc.weight.grad[:, 64:]
+    assert composition_grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="composition statistics"):
+        model.head(model.embed(batch))
+    plain = CGCNN(table, radius=5.0)
+    with pytest.raises(ValueError, match="composition statistics"):
+        plain.head(plain.embed(batch), model.composition(batch))
+
+
+def test_composition_readout_round_trips_and_refuses_a_plain_pretrained_head(tmp_path):
+    from skcgcnn import load_checkpoint, save_checkpoint
+
+    X = _crystals() * 3
+    y = np.array([-2.1, -3.5, 0.0] * 3)
+    reg = CGCNNRegressor(max_epochs=3, random_state=0, verbose=0, train_split=None,
+                         module__readout="mean_embedding+composition").fit(X, y)
+    loaded = load_checkpoint(save_checkpoint(reg, tmp_path / "comp.pth.tar"))
+    assert loaded.get_params()["module__readout"] == "mean_embedding+composition"
+    np.testing.assert_allclose(loaded.predict(X), reg.predict(X), atol=1e-9)
+    plain = CGCNNRegressor(max_epochs=1, random_state=0, verbose=0, train_split=None).fit(X, y)
+    start = save_checkpoint(plain, tmp_path / "plain.pth.tar")
+    with pytest.raises(ValueError, match=r"readout as in the pretrained model.*conv_to_fc"):
+        CGCNNRegressor(max_epochs=1, verbose=0, train_split=None, init_from=str(start),
+                       module__readout="mean_embedding+composition").fit(X, y)
+
+
 # --------------------------------------------------------------------------- estimators
 def test_atom_contributions_average_to_prediction():
     X = _crystals() * 3
