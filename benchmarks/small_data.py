@@ -228,6 +228,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
                     "regression_params": {"criterion": "L1Loss"}, "finetune": FINETUNE_FROM},
     # today's defaults with the crystal's composition statistics beside the pooled embedding
     # (module__readout="mean_embedding+composition": mean/std/min/max of the element table)
+    # five fine-tuned networks (v2-ft-eform) of different seeds, their mean
+    "v2-ft-eform-ens5": {"schedule": _schedule_v2, "params": {"lr": 5e-4},
+                         "regression_params": {"criterion": "L1Loss"},
+                         "finetune": FINETUNE_FROM, "ensemble": 5},
     "v2-comp": {"schedule": _schedule_v2,
                 "params": {"module__readout": "mean_embedding+composition"},
                 "regression_params": {"criterion": "L1Loss"}},
@@ -269,14 +273,14 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
     if isinstance(params.get("criterion"), str):
         params["criterion"] = getattr(torch.nn, params["criterion"])
     cls = CGCNNRegressor if kind == "regression" else CGCNNClassifier
-    if spec.get("finetune"):
+    if spec.get("finetune"):  # the pretrained model's architecture, table and weights
         from skcgcnn import pretrained
 
         base = pretrained.load(spec["finetune"])
-        arch = {k: v for k, v in base.get_params(deep=False).items() if k.startswith("module__")}
-        return cls(random_state=seed, verbose=0, atom_features=clone(base).atom_features,
-                   init_from=str(pretrained.checkpoint_path(spec["finetune"])),
-                   device=device, **arch, **params)
+        params.update({k: v for k, v in base.get_params(deep=False).items()
+                       if k.startswith("module__")})
+        params.update(atom_features=clone(base).atom_features,
+                      init_from=str(pretrained.checkpoint_path(spec["finetune"])))
     if spec.get("hurdle"):
         from skcgcnn import CGCNNHurdleRegressor
 
