@@ -289,21 +289,15 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
             CGCNNRegressor(verbose=0, device=device, **params), random_state=seed)
     if spec.get("atom_table"):
         params["atom_features"] = spec["atom_table"]  # "magpie": skcgcnn._magpie's table
-    if spec.get("ensemble") and kind == "classification":
-        # no CGCNN ensemble classifier: scikit-learn's soft vote over seeded networks (the
-        # mean of their probabilities), seeds drawn as CGCNNEnsembleRegressor draws them
-        from sklearn.ensemble import VotingClassifier
-
-        seeds = np.random.RandomState(seed).randint(np.iinfo(np.int32).max,
-                                                    size=spec["ensemble"])
-        return VotingClassifier(
-            [(f"m{i}", CGCNNClassifier(random_state=int(s), verbose=0, device=device, **params))
-             for i, s in enumerate(seeds)], voting="soft")
     if spec.get("ensemble"):
-        from skcgcnn import CGCNNEnsembleRegressor
+        # seeded members on graphs featurized once. The classifier's rows before 2026-11-30
+        # 10:20 UTC ran scikit-learn's VotingClassifier(voting="soft") over classifiers of
+        # the same seeds: the same numbers (tests/test_uncertainty.py)
+        from skcgcnn import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 
-        return CGCNNEnsembleRegressor(CGCNNRegressor(verbose=0, device=device, **params),
-                                      n_estimators=spec["ensemble"], random_state=seed)
+        ensemble = CGCNNEnsembleRegressor if kind == "regression" else CGCNNEnsembleClassifier
+        return ensemble(cls(verbose=0, device=device, **params),
+                        n_estimators=spec["ensemble"], random_state=seed)
     model = cls(random_state=seed, verbose=0, device=device, **params)
     if spec.get("log_target"):
         from sklearn.compose import TransformedTargetRegressor

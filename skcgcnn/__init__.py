@@ -17,6 +17,7 @@ from ._version import __version__  # noqa: F401 (re-exported)
 #: public name -> module (relative to the package) that defines it
 _EXPORTS = {
     "CGCNNClassifier": "estimators",
+    "CGCNNEnsembleClassifier": "ensemble",
     "CGCNNEnsembleRegressor": "ensemble",
     "CGCNNHurdleRegressor": "hurdle",
     "CGCNNRegressor": "estimators",

@@ -28,7 +28,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from skorch.callbacks import Checkpoint, EarlyStopping, LoadInitState, LRScheduler, ProgressBar
 
 from skcgcnn import CGCNNClassifier, CGCNNRegressor, CrystalGraphFeaturizer
-from skcgcnn.ensemble import CGCNNEnsembleRegressor
+from skcgcnn.ensemble import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
 from skcgcnn.hurdle import CGCNNHurdleRegressor
 
 
@@ -48,11 +48,12 @@ def test_estimator_types_and_tags():
     assert is_regressor(reg) and not is_classifier(reg)
     assert is_classifier(clf) and not is_regressor(clf)
     assert is_regressor(CGCNNEnsembleRegressor())
+    assert is_classifier(CGCNNEnsembleClassifier())
     assert is_regressor(CGCNNHurdleRegressor())
     assert is_regressor(make_pipeline(CrystalGraphFeaturizer(), reg))
     assert is_classifier(make_pipeline(CrystalGraphFeaturizer(), clf))
     for est in (reg, clf, CrystalGraphFeaturizer(), CGCNNEnsembleRegressor(),
-                CGCNNHurdleRegressor()):
+                CGCNNEnsembleClassifier(), CGCNNHurdleRegressor()):
         tags = get_tags(est)
         assert not tags.input_tags.two_d_array  # X is structures or graphs, not a matrix
         assert not tags.input_tags.sparse
@@ -138,6 +139,7 @@ ESTIMATORS = [
     CrystalGraphFeaturizer(),
     CrystalGraphFeaturizer(radius=6.0, n_jobs=2),
     CGCNNEnsembleRegressor(CGCNNRegressor(max_epochs=2), n_estimators=3),
+    CGCNNEnsembleClassifier(CGCNNClassifier(max_epochs=2), n_estimators=3),
     CGCNNHurdleRegressor(CGCNNClassifier(max_epochs=2), CGCNNRegressor(max_epochs=2),
                          threshold=0.4, random_state=0),
 ]
@@ -226,8 +228,8 @@ REGRESSOR_CONFIG = {
 
 
 def test_every_constructor_argument_is_a_parameter():
-    for cls in (CGCNNRegressor, CGCNNClassifier, CGCNNEnsembleRegressor, CGCNNHurdleRegressor,
-                CrystalGraphFeaturizer):
+    for cls in (CGCNNRegressor, CGCNNClassifier, CGCNNEnsembleRegressor,
+                CGCNNEnsembleClassifier, CGCNNHurdleRegressor, CrystalGraphFeaturizer):
         names = set(inspect.signature(cls).parameters) - {"kwargs"}
         params = cls().get_params(deep=False)
         assert names <= set(params), names - set(params)

@@ -1,4 +1,4 @@
-"""Uncertainty from an ensemble of independently seeded CGCNN regressors, on real structures."""
+"""Ensembles of independently seeded CGCNN regressors and classifiers, on real structures."""
 
 from __future__ import annotations
 
@@ -92,21 +92,64 @@ def test_ensemble_errors():
         CGCNNEnsembleRegressor(estimator=object()).fit([], [])
 
 
-def test_a_classifier_ensemble_is_scikit_learns_soft_vote(perovskite_graphs):
-    """The documented recipe for an ensemble of classifiers (docs/sklearn.md): VotingClassifier
-    over seeded CGCNNClassifiers takes Structures as they are and averages the probabilities."""
-    from sklearn.ensemble import VotingClassifier
-
+def _small_classifier(**params):
     from skcgcnn import CGCNNClassifier
 
-    _, y, structures = perovskite_graphs
-    X, labels = list(structures[:60]), np.where(y[:60] > np.median(y[:60]), "high", "low")
     small = {k: v for k, v in MEMBER.get_params(deep=False).items()
              if k in ("module__atom_fea_len", "module__n_conv", "module__h_fea_len",
                       "batch_size", "lr", "train_split", "verbose")}
-    vote = VotingClassifier([(f"seed{s}", CGCNNClassifier(max_epochs=3, random_state=s, **small))
-                             for s in (0, 1, 2)], voting="soft").fit(X, labels)
-    members = np.stack([m.predict_proba(X) for m in vote.estimators_])
-    assert list(vote.classes_) == ["high", "low"]
-    np.testing.assert_allclose(vote.predict_proba(X), members.mean(axis=0), rtol=1e-6)
+    return CGCNNClassifier(**{**small, "max_epochs": 3, **params})
+
+
+def test_a_classifier_ensemble_is_scikit_learns_soft_vote(perovskite_graphs):
+    """CGCNNEnsembleClassifier: the mean of its seeded members' probabilities, the very numbers
+    of VotingClassifier(voting="soft") over classifiers of the same seeds (the recipe the
+    small-data benchmark ran), on Structures featurized once."""
+    from sklearn.ensemble import VotingClassifier
+
+    from skcgcnn.ensemble import CGCNNEnsembleClassifier
+
+    _, y, structures = perovskite_graphs
+    X, labels = list(structures[:60]), np.where(y[:60] > np.median(y[:60]), "high", "low")
+    ens = CGCNNEnsembleClassifier(_small_classifier(), n_estimators=3, random_state=0)
+    ens.fit(X, labels)
+    assert list(ens.classes_) == ["high", "low"] and len(set(ens.seeds_)) == 3
+    members = ens.predict_proba_members(X)
+    assert members.shape == (3, 60, 2)
     assert not np.allclose(members[0], members[1])  # the seeds made different networks
+    proba, spread = ens.predict_proba(X, return_std=True)
+    np.testing.assert_allclose(proba, members.mean(axis=0))
+    np.testing.assert_allclose(spread, members.std(axis=0))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(ens.predict(X), ens.classes_[proba.argmax(axis=1)])
+    assert ens.score(X, labels) > 0.5
+
+    vote = VotingClassifier([(f"m{i}", _small_classifier(random_state=int(seed)))
+                             for i, seed in enumerate(ens.seeds_)], voting="soft")
+    vote.fit(X, labels)
+    np.testing.assert_allclose(vote.predict_proba(X), proba, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(vote.predict(X), ens.predict(X))
+
+
+def test_classifier_ensemble_in_cross_validation_and_its_errors(perovskite_graphs):
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    from skcgcnn import CGCNNRegressor
+    from skcgcnn.ensemble import CGCNNEnsembleClassifier
+
+    graphs, y, _ = perovskite_graphs
+    X, labels = graphs[:60], (y[:60] > np.median(y[:60])).astype(int)
+    ens = CGCNNEnsembleClassifier(_small_classifier(max_epochs=2), n_estimators=2,
+                                  random_state=0)
+    scores = cross_val_score(ens, X, labels, cv=2, scoring="roc_auc")
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    assert clone(ens).get_params()["estimator__module__n_conv"] == 2
+    a = clone(ens).fit(X, labels).predict_proba(X)
+    np.testing.assert_array_equal(clone(ens).fit(X, labels).predict_proba(X), a)
+    with pytest.raises(TypeError, match="'estimator' .* must be an instance of .*CGCNNClassifier"):
+        CGCNNEnsembleClassifier(estimator=CGCNNRegressor()).fit(X, labels)
+    with pytest.raises(ValueError, match=r"'n_estimators' .* an int in the range \[2, inf\)"):
+        CGCNNEnsembleClassifier(n_estimators=1).fit(X, labels)
+    with pytest.raises(ValueError, match="requires y"):
+        CGCNNEnsembleClassifier().fit(X, None)
