@@ -290,8 +290,8 @@ def make_cgcnn(variant: str, kind: str, seed: int, device: str = "cpu") -> Any:
     if spec.get("atom_table"):
         params["atom_features"] = spec["atom_table"]  # "magpie": skcgcnn._magpie's table
     if spec.get("ensemble"):
-        # seeded members on graphs featurized once. The classifier ensembles' rows of
-        # 2026-11-30 (ens5, v2-ens5, v2-ft-eform-ens5) ran code before 9690c6d: scikit-learn's
+        # seeded members on graphs featurized once. The classifier ensembles' rows
+        # (ens5, v2-ens5, v2-ft-eform-ens5) ran code before 9690c6d: scikit-learn's
         # VotingClassifier(voting="soft") over classifiers of the same seeds, the same numbers
         # (tests/test_uncertainty.py)
         from skcgcnn import CGCNNEnsembleClassifier, CGCNNEnsembleRegressor
