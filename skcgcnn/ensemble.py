@@ -41,6 +41,12 @@ class _CGCNNEnsemble(BaseEstimator):
 
     #: the member's class, and the one ``estimator=None`` means
     _member_class: type
+    #: the constraints of both ensembles; each adds its ``estimator``'s
+    _shared_constraints: dict = {
+        "n_estimators": [Interval(Integral, 2, None, closed="left")],  # a spread needs two
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
 
     def __init__(
         self,
@@ -128,11 +134,7 @@ class CGCNNEnsembleRegressor(RegressorMixin, _CGCNNEnsemble):
 
     _member_class = CGCNNRegressor
     _parameter_constraints: dict = {
-        "estimator": [CGCNNRegressor, None],
-        "n_estimators": [Interval(Integral, 2, None, closed="left")],  # a spread needs two
-        "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
-    }
+        "estimator": [CGCNNRegressor, None], **_CGCNNEnsemble._shared_constraints}
 
     def __init__(
         self,
@@ -242,11 +244,7 @@ class CGCNNEnsembleClassifier(ClassifierMixin, _CGCNNEnsemble):
 
     _member_class = CGCNNClassifier
     _parameter_constraints: dict = {
-        "estimator": [CGCNNClassifier, None],
-        "n_estimators": [Interval(Integral, 2, None, closed="left")],
-        "random_state": ["random_state"],
-        "n_jobs": [Integral, None],
-    }
+        "estimator": [CGCNNClassifier, None], **_CGCNNEnsemble._shared_constraints}
 
     def __init__(
         self,

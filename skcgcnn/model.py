@@ -189,9 +189,9 @@ default="mean_embedding"
 
     def _atom_rows(self, batch: GraphBatch, table: torch.Tensor) -> torch.Tensor:
         """Each atom's row of ``table`` (occupancy-weighted on disordered sites), (N, columns)."""
+        rows = _gather(table, batch.atomic_numbers)  # (N, columns), or (N, K, columns)
         if batch.occupancies is None:
-            return _gather(table, batch.atomic_numbers)
-        rows = _gather(table, batch.atomic_numbers)  # (N, K, columns)
+            return rows
         return (batch.occupancies.unsqueeze(-1) * rows).sum(dim=1)
 
     def composition(self, batch: GraphBatch) -> torch.Tensor:
