@@ -226,12 +226,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # today's defaults fine-tuned from the formation-energy model (regression: the L1 loss)
     "v2-ft-eform": {"schedule": _schedule_v2, "params": {"lr": 5e-4},
                     "regression_params": {"criterion": "L1Loss"}, "finetune": FINETUNE_FROM},
-    # today's defaults with the crystal's composition statistics beside the pooled embedding
-    # (module__readout="mean_embedding+composition": mean/std/min/max of the element table)
     # five fine-tuned networks (v2-ft-eform) of different seeds, their mean
     "v2-ft-eform-ens5": {"schedule": _schedule_v2, "params": {"lr": 5e-4},
                          "regression_params": {"criterion": "L1Loss"},
                          "finetune": FINETUNE_FROM, "ensemble": 5},
+    # today's defaults with the crystal's composition statistics beside the pooled embedding
+    # (module__readout="mean_embedding+composition": mean/std/min/max of the element table)
     "v2-comp": {"schedule": _schedule_v2,
                 "params": {"module__readout": "mean_embedding+composition"},
                 "regression_params": {"criterion": "L1Loss"}},
